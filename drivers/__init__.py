@@ -1,0 +1,1 @@
+"""Protocol drivers, one package per protocol; each exposes ``DRIVER`` (a DriverInfo)."""

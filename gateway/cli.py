@@ -1,0 +1,159 @@
+"""The ``medgw`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gateway.config import LoadedConfig, load_config
+from gateway.errors import MedgwError
+from gateway.logs import setup_logging
+
+app = typer.Typer(help="medgw: read-only telemetry gateway for hospital robotics.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+config_app = typer.Typer(help="Work with gateway config files.", no_args_is_help=True)
+sim_app = typer.Typer(help="Run a simulator alone.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(sim_app, name="sim")
+
+console = Console(stderr=True)
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="gateway config file (YAML)")]
+LogJson = Annotated[bool, typer.Option("--log-json", help="structured JSON log lines")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")]
+
+
+def _load(path: Path) -> LoadedConfig:
+    try:
+        return load_config(path)
+    except MedgwError as err:
+        console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
+        raise typer.Exit(2) from err
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="config file to validate")]) -> None:
+    """Validate a config file: every key, every device's driver options, every secret."""
+    loaded = _load(file)
+    cfg = loaded.config
+    try:
+        loaded.secret(cfg.mqtt.password, "mqtt.password")
+        loaded.secret(cfg.influxdb.password, "influxdb.password")
+        loaded.secret(cfg.influxdb.token, "influxdb.token")
+    except MedgwError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(2) from err
+    print(f"{file}: ok — site {cfg.site}, gateway {cfg.gateway}, {len(cfg.devices)} device(s): "
+          + ", ".join(f"{d.name} ({d.driver})" for d in cfg.devices))
+
+
+def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+@app.command()
+def run(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = False) -> None:
+    """Run the edge daemon: drivers -> ring buffer -> MQTT, until SIGTERM/SIGINT."""
+    setup_logging(log_json, verbose)
+    loaded = _load(config)
+    from gateway.daemon import Gateway
+    from gateway.health import HealthServer
+
+    async def main() -> bool:
+        gateway = Gateway(loaded)
+        stop = asyncio.Event()
+        _install_stop(asyncio.get_running_loop(), stop)
+        health = None
+        if loaded.config.health.enabled:
+            health = HealthServer(loaded.config.health.host, loaded.config.health.port,
+                                  gateway.metrics.registry, gateway.health_report)
+            health.start()
+            logging.getLogger("medgw").info("health and metrics on http://%s:%d/",
+                                            loaded.config.health.host, health.port)
+        try:
+            return await gateway.run(stop)
+        finally:
+            if health is not None:
+                health.stop()
+
+    try:
+        all_acked = asyncio.run(main())
+    except MedgwError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(1) from err
+    raise typer.Exit(0 if all_acked else 3)
+
+
+@app.command()
+def ingest(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = False) -> None:
+    """Run an ingest worker: MQTT shared subscription -> InfluxDB, until SIGTERM/SIGINT."""
+    setup_logging(log_json, verbose)
+    loaded = _load(config)
+    from gateway.ingest import Ingest
+
+    try:
+        worker = Ingest(loaded)
+        worker.start()
+        worker.wait_subscribed(30)
+    except MedgwError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(1) from err
+    stopped = asyncio.Event()
+
+    async def wait() -> None:
+        _install_stop(asyncio.get_running_loop(), stopped)
+        await stopped.wait()
+
+    asyncio.run(wait())
+    worker.stop()
+    print(f"ingest: {worker.stats.samples} samples in {worker.stats.writes} writes, "
+          f"{worker.stats.malformed} malformed")
+
+
+@app.command()
+def demo(
+    seconds: Annotated[float, typer.Option(help="how long the sources run")] = 20.0,
+    workdir: Annotated[Path | None, typer.Option(help="keep servers' data and logs here")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c",
+                      help="gateway config (default: the embedded demo config)")] = None,
+) -> None:
+    """Start mosquitto, influxd, the sources, the gateway and the ingest; show the flow."""
+    setup_logging(False, False, quiet=True)
+    from gateway.demo import run_demo
+
+    try:
+        ok = run_demo(seconds, workdir, config)
+    except MedgwError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(1) from err
+    raise typer.Exit(0 if ok else 1)
+
+
+def _mount_simulators() -> None:
+    """Mount the simulators' own CLIs under ``medgw sim`` where they are installed."""
+    import importlib
+
+    for name, module in (("carriers", "simulators.transport_carrier.cli"),
+                         ("robot", "simulators.surgical_robot.cli"),
+                         ("agv", "simulators.agv.cli")):
+        try:
+            sub = importlib.import_module(module)
+        except ImportError:
+            continue
+        sim_app.add_typer(sub.app, name=name)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _mount_simulators()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

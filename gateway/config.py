@@ -1,0 +1,234 @@
+"""Typed gateway configuration: one YAML file per edge box, validated at load.
+
+Unknown keys are rejected naming the key, its path and the file. Secrets are never
+written in the file itself: they come from an environment variable or a file, e.g.
+``password: {env: MEDGW_MQTT_PASSWORD}`` or ``token: {file: /etc/medgw/influx.token}``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from gateway.errors import ConfigError
+
+NAME_PATTERN = r"^[A-Za-z0-9_-]+$"  # safe as an MQTT topic level and an InfluxDB tag value
+
+
+class Strict(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(Strict):
+    """Where a secret comes from: an environment variable or a file (never the config itself)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def resolve(self) -> SecretStr:
+        """Read the secret now; raise ValueError (without the value) if it is missing."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ValueError(f"environment variable {self.env} is not set")
+            return SecretStr(value)
+        assert self.file is not None
+        try:
+            return SecretStr(self.file.read_text(encoding="utf-8").strip())
+        except OSError as err:
+            raise ValueError(f"cannot read secret file {self.file}: {err.strerror}") from err
+
+
+class TlsConfig(Strict):
+    """TLS towards the broker: CA to trust, and an optional client certificate."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class MqttConfig(Strict):
+    """The MQTT broker the gateway publishes to (and the ingest subscribes to)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretRef | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    topic_prefix: str = "medgw/v1"
+    client_id: str | None = None
+    max_inflight: int = Field(default=64, ge=1, le=65535,
+                              description="unacknowledged QoS 1 publishes at once")
+
+
+class PublisherConfig(Strict):
+    """How samples are batched from the ring into MQTT messages."""
+
+    max_batch_samples: int = Field(default=1000, ge=1, le=1_000_000)
+    max_latency_ms: float = Field(default=250.0, gt=0, le=60_000)
+    ring_capacity: int = Field(default=65536, ge=16, le=100_000_000)
+
+
+class InfluxConfig(Strict):
+    """Where the ingest writes: InfluxDB 1.x (v1) or a v2 write API (InfluxDB 2.x/3.x)."""
+
+    backend: Literal["v1", "v2"] = "v1"
+    url: str = "http://127.0.0.1:8086"
+    database: str = "medgw"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    token: SecretRef | None = None
+    org: str = "medgw"
+    bucket: str | None = None
+    batch_lines: int = Field(default=5000, ge=1, le=1_000_000)
+    flush_ms: float = Field(default=500.0, gt=0, le=60_000)
+    gzip: bool = True
+    timeout_s: float = Field(default=10.0, gt=0)
+    create_database: bool = Field(default=True, description="v1: CREATE DATABASE at start")
+
+
+class IngestConfig(Strict):
+    """The MQTT -> InfluxDB ingest worker."""
+
+    group: str = Field(default="medgw", pattern=NAME_PATTERN,
+                       description="shared-subscription group: workers in a group split the load")
+    client_id: str | None = None
+    dead_letter_topic: str = "medgw/deadletter/v1"
+    dead_letter_file: Path | None = None
+    max_pending_messages: int = Field(default=2000, ge=1)
+
+
+class HealthConfig(Strict):
+    """Loopback HTTP port for /health and /metrics."""
+
+    enabled: bool = True
+    host: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
+class DeviceConfig(Strict):
+    """One device (or fleet) served by one driver; ``options`` belong to the driver."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    driver: str
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class GatewayConfig(Strict):
+    """The whole edge-box configuration."""
+
+    site: str = Field(pattern=NAME_PATTERN)
+    gateway: str = Field(pattern=NAME_PATTERN)
+    mqtt: MqttConfig = MqttConfig()
+    publisher: PublisherConfig = PublisherConfig()
+    influxdb: InfluxConfig = InfluxConfig()
+    ingest: IngestConfig = IngestConfig()
+    health: HealthConfig = HealthConfig()
+    devices: list[DeviceConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> GatewayConfig:
+        names = [d.name for d in self.devices]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"device names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+
+class LoadedConfig:
+    """A validated config plus the parsed driver options of every device."""
+
+    def __init__(self, config: GatewayConfig, driver_options: dict[str, BaseModel],
+                 path: Path | None) -> None:
+        self.config = config
+        self.driver_options = driver_options
+        self.path = path
+
+    def secret(self, ref: SecretRef | None, key: str) -> str | None:
+        """Resolve a secret reference; a missing secret is a ConfigError naming its key."""
+        if ref is None:
+            return None
+        try:
+            return ref.resolve().get_secret_value()
+        except ValueError as err:
+            raise ConfigError(str(err), str(self.path) if self.path else None, key) from err
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic error location as ``devices[0].options.rate_hz``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _config_error(err: ValidationError, file: str,
+                  prefix: tuple[int | str, ...] = ()) -> ConfigError:
+    lines = []
+    first_key = None
+    for item in err.errors():
+        key = format_location(prefix + tuple(item["loc"]))
+        first_key = first_key or key
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        else:
+            lines.append(f"{key}: {item['msg']}")
+    message = "invalid config:\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0]
+    if len(lines) == 1:
+        return ConfigError(message.split(": ", 1)[1], file, first_key)
+    return ConfigError(message, file)
+
+
+def parse_config(data: Any, file: str = "<config>") -> LoadedConfig:
+    """Validate already-parsed YAML data (dict) into a LoadedConfig."""
+    from drivers.registry import load_driver  # late: drivers import gateway modules
+
+    if not isinstance(data, dict):
+        raise ConfigError("the file must contain a mapping (site:, gateway:, devices: ...)", file)
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as err:
+        raise _config_error(err, file) from err
+    options: dict[str, BaseModel] = {}
+    for index, device in enumerate(config.devices):
+        try:
+            info = load_driver(device.driver)
+        except ConfigError as err:
+            raise ConfigError(str(err), file, f"devices[{index}].driver") from err
+        try:
+            options[device.name] = info.options_model.model_validate(device.options)
+        except ValidationError as err:
+            raise _config_error(err, file, ("devices", index, "options")) from err
+    return LoadedConfig(config, options, Path(file) if file != "<config>" else None)
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read and validate a gateway config file; any problem is a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config: {err.strerror}", str(path)) from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"not valid YAML: {err}", str(path)) from err
+    return parse_config(data, str(path))

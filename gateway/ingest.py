@@ -1,0 +1,284 @@
+"""MQTT -> InfluxDB ingest: a shared subscription, batched line-protocol writes, late acks.
+
+Each worker subscribes to ``$share/{group}/{prefix}/#`` (MQTT 5), so several workers split
+the load on one broker. Messages are acknowledged (manual PUBACK) only after InfluxDB
+accepted their points: a worker that dies before a write loses nothing, the broker
+redelivers. A malformed payload is counted, sent to the dead-letter topic (and file)
+and acknowledged: it never stops the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.config import LoadedConfig
+from gateway.errors import BrokerError, PayloadError, StoreError
+from gateway.influx import InfluxWriter, create_writer
+from gateway.lineproto import encode_batch
+from gateway.payload import data_topic, decode
+from gateway.publisher import describe_reason, make_mqtt_client
+
+log = logging.getLogger("medgw.ingest")
+
+
+@dataclass
+class IngestStats:
+    """What one ingest worker did; read by the CLI and the tests."""
+
+    messages: int = 0
+    samples: int = 0
+    lines: int = 0
+    writes: int = 0
+    retries: int = 0
+    malformed: int = 0
+    status_messages: int = 0
+    gateways: dict[str, str] = field(default_factory=dict)
+    by_stream: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Pending:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    lines: bytes = b""
+    n_lines: int = 0
+    n_samples: int = 0
+    stream_key: str = ""
+
+
+def make_writer(loaded: LoadedConfig) -> InfluxWriter:
+    """Build the configured InfluxDB writer, resolving its secrets."""
+    cfg = loaded.config.influxdb
+    return create_writer(
+        cfg.backend, cfg.url, database=cfg.database, retention_policy=cfg.retention_policy,
+        username=cfg.username, password=loaded.secret(cfg.password, "influxdb.password"),
+        bucket=cfg.bucket or cfg.database, org=cfg.org,
+        token=loaded.secret(cfg.token, "influxdb.token"), gzip_body=cfg.gzip,
+        timeout_s=cfg.timeout_s,
+    )
+
+
+class Ingest:
+    """One ingest worker; ``start()`` subscribes, ``stop()`` flushes and disconnects."""
+
+    def __init__(self, loaded: LoadedConfig, writer: InfluxWriter | None = None,
+                 worker_id: str = "0") -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.stats = IngestStats()
+        self.writer = writer or make_writer(loaded)
+        self.prefix = self.config.mqtt.topic_prefix
+        self.topic_filter = f"$share/{self.config.ingest.group}/{self.prefix}/#"
+        self.subscribed = threading.Event()
+        self.last_error: str | None = None
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dead_letter_file: Path | None = self.config.ingest.dead_letter_file
+        client_id = self.config.ingest.client_id or (
+            f"medgw-ingest-{self.config.ingest.group}-{worker_id}"
+        )
+        password = loaded.secret(self.config.mqtt.password, "mqtt.password")
+        self.client = make_mqtt_client(self.config.mqtt, client_id, password, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
+                    reason: ReasonCode, properties: object = None) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {describe_reason(reason)}"
+            log.error(self.last_error)
+            return
+        client.subscribe(self.topic_filter, qos=1)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reasons: list[ReasonCode], properties: object = None) -> None:
+        if any(r.is_failure for r in reasons):
+            self.last_error = f"subscription to {self.topic_filter} refused: {reasons}"
+            log.error(self.last_error)
+            return
+        self.subscribed.set()
+        log.info("subscribed to %s", self.topic_filter)
+
+    def _on_message(self, client: mqtt.Client, userdata: object,
+                    message: mqtt.MQTTMessage) -> None:
+        payload = bytes(message.payload)
+        self._queue.put(_Pending(message.mid, message.qos, message.topic, payload))
+
+    def start(self) -> None:
+        """Connect, subscribe and start the writer thread."""
+        props = Properties(PacketTypes.CONNECT)
+        # The broker sends at most this many unacknowledged messages: our queue stays bounded.
+        props.ReceiveMaximum = min(self.config.ingest.max_pending_messages, 65535)
+        props.SessionExpiryInterval = 0
+        self.client.connect_async(self.config.mqtt.host, self.config.mqtt.port,
+                                  keepalive=self.config.mqtt.keepalive_s, clean_start=True,
+                                  properties=props)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="medgw-ingest-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def wait_subscribed(self, timeout: float) -> None:
+        """Block until the subscription is active; BrokerError explains a refusal."""
+        if not self.subscribed.wait(timeout):
+            raise BrokerError(f"ingest not subscribed within {timeout:.0f} s: "
+                              f"{self.last_error or 'no answer from the broker'}")
+
+    def _run(self) -> None:
+        while not self._stop.is_set() or not self._queue.empty():
+            batch = self._collect()
+            if batch:
+                self._process(batch)
+
+    def _collect(self) -> list[_Pending]:
+        """Gather messages until the line budget or the flush interval is reached."""
+        cfg = self.config.influxdb
+        deadline = time.monotonic() + cfg.flush_ms / 1000.0
+        batch: list[_Pending] = []
+        lines = 0
+        while lines < cfg.batch_lines:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=min(timeout, 0.1))
+            except queue.Empty:
+                if self._stop.is_set():
+                    break
+                continue
+            if self._prepare(item):
+                batch.append(item)
+                lines += item.n_lines
+        return batch
+
+    def _prepare(self, item: _Pending) -> bool:
+        """Decode one message into lines; False when it was handled without a write."""
+        self.stats.messages += 1
+        if item.topic.endswith("/status"):
+            self._record_status(item)
+            self._ack([item])
+            return False
+        try:
+            _gateway, batch = decode(item.payload)
+            expected = data_topic(self.prefix, batch.stream)
+            if item.topic != expected:
+                raise PayloadError(f"topic {item.topic} does not match payload stream {expected}")
+            item.lines, item.n_lines = encode_batch(batch)
+        except PayloadError as err:
+            self._quarantine(item, str(err))
+            return False
+        item.n_samples = len(batch)
+        item.stream_key = batch.stream.key
+        return True
+
+    def _record_status(self, item: _Pending) -> None:
+        self.stats.status_messages += 1
+        try:
+            doc = orjson.loads(item.payload)
+            self.stats.gateways[f"{doc['site']}/{doc['gateway']}"] = str(doc["state"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            if item.payload:  # an empty retained message only clears the topic
+                self._quarantine(item, "status message is not a medgw status", ack=False)
+
+    def _quarantine(self, item: _Pending, reason: str, ack: bool = True) -> None:
+        self.stats.malformed += 1
+        log.warning("quarantined message on %s: %s", item.topic, reason)
+        envelope = orjson.dumps({"topic": item.topic, "reason": reason,
+                                 "received_ns": time.time_ns(),
+                                 "payload": item.payload.decode("utf-8", "replace")})
+        self.client.publish(f"{self.config.ingest.dead_letter_topic}/{item.topic}", envelope,
+                            qos=1)
+        if self._dead_letter_file is not None:
+            with self._dead_letter_file.open("ab") as out:
+                out.write(envelope + b"\n")
+        if ack:
+            self._ack([item])
+
+    def _process(self, batch: list[_Pending]) -> None:
+        if self._write(batch):
+            self._ack(batch)
+
+    def _write(self, batch: list[_Pending]) -> bool:
+        """Write the batch's lines; retry transient errors, split to isolate bad messages.
+
+        Returns False only when stopping before the write succeeded: the messages stay
+        unacknowledged and the broker redelivers them.
+        """
+        body = b"".join(item.lines for item in batch)
+        n_lines = sum(item.n_lines for item in batch)
+        return self._write_lines(body, n_lines, batch)
+
+    def _write_lines(self, body: bytes, n_lines: int, batch: list[_Pending]) -> bool:
+        delay = 0.2
+        while True:
+            try:
+                self.writer.write(body, n_lines)
+            except StoreError as err:
+                if err.retryable:
+                    self.stats.retries += 1
+                    wait = err.retry_after_s or delay * random.uniform(0.5, 1.5)
+                    log.warning("InfluxDB write failed (%s); retrying in %.1f s", err, wait)
+                    if self._stop.wait(wait):
+                        return False
+                    delay = min(delay * 2, 10.0)
+                    continue
+                return self._split_or_quarantine(body, n_lines, batch, err)
+            self.stats.writes += 1
+            self.stats.lines += n_lines
+            for item in batch:
+                self.stats.samples += item.n_samples
+                by_stream = self.stats.by_stream
+                by_stream[item.stream_key] = by_stream.get(item.stream_key, 0) + item.n_samples
+            return True
+
+    def _split_or_quarantine(self, body: bytes, n_lines: int, batch: list[_Pending],
+                             err: StoreError) -> bool:
+        if len(batch) > 1:
+            half = len(batch) // 2
+            return self._write(batch[:half]) and self._write(batch[half:])
+        if err.status == 413 and n_lines > 1:
+            lines = body.splitlines(keepends=True)
+            half = len(lines) // 2
+            first, second = b"".join(lines[:half]), b"".join(lines[half:])
+            only = batch[0]
+            samples, only.n_samples = only.n_samples, 0  # count the samples once
+            ok = self._write_lines(first, half, batch)
+            only.n_samples = samples
+            return ok and self._write_lines(second, n_lines - half, batch)
+        self._quarantine(batch[0], f"InfluxDB refused the points (HTTP {err.status}): {err}",
+                         ack=False)
+        return True
+
+    def _ack(self, batch: list[_Pending]) -> None:
+        for item in batch:
+            if item.qos > 0:
+                self.client.ack(item.mid, item.qos)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what has arrived, acknowledge it, disconnect."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.writer.close()
+
+
+IngestFactory = Callable[[LoadedConfig], Ingest]

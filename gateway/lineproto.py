@@ -1,0 +1,178 @@
+"""Encode SampleBatches into InfluxDB line protocol (the ingest hot path).
+
+One line per sample (per channel when ``stream.channel_tag`` is set)::
+
+    <measurement>,device=<d>[,<channel_tag>=<channel>],site=<s>,stream=<st> \
+<field>=<float>,...,quality=<q>i,seq=<seq>i[,text="<text>"] <timestamp_ns>
+
+- Tags are sorted by key (what InfluxDB does anyway); ``historical`` is never a tag, so
+  a replayed sample lands on the same series + timestamp and overwrites itself.
+- Float fields use Python's shortest round-trip ``repr``; NaN/inf cannot be stored, so
+  such a field is left out of that line (quality and seq are always written).
+- Measurement: commas and spaces escaped; tag keys/values and field keys: commas,
+  equals signs and spaces escaped. Identifiers containing a backslash, a newline or a
+  carriage return are refused (PayloadError): line protocol cannot carry them safely.
+  An empty tag value leaves that tag out.
+- String field ``text``: backslash and double quote are escaped, newline and carriage
+  return become the two-character sequences ``\\n`` / ``\\r``, so the body never holds a
+  raw newline inside a line: splitting a body on ``b"\\n"`` always yields whole points.
+- Channel streams: lines are grouped channel by channel (all samples of the first
+  channel, then the next ...).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from gateway.errors import PayloadError
+from gateway.model import SampleBatch, StreamSpec
+
+RESERVED_FIELDS = frozenset({"quality", "seq", "text", "time"})
+
+_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ "})
+_KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+_STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
+_FORBIDDEN = ("\\", "\n", "\r")
+
+
+def _check_identifier(kind: str, value: str) -> None:
+    """Refuse empty identifiers and characters line protocol cannot carry."""
+    if not value:
+        raise PayloadError(f"line protocol: empty {kind}")
+    for char in _FORBIDDEN:
+        if char in value:
+            raise PayloadError(f"line protocol: {kind} {value!r} contains {char!r}")
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name (commas, spaces)."""
+    _check_identifier("measurement", name)
+    return name.translate(_MEASUREMENT_ESCAPES)
+
+
+def escape_key(name: str, kind: str = "tag key or field key") -> str:
+    """Escape a tag key, tag value or field key (commas, equals signs, spaces)."""
+    _check_identifier(kind, name)
+    return name.translate(_KEY_ESCAPES)
+
+
+def escape_string(value: str) -> str:
+    """Escape a string field value (without the surrounding quotes)."""
+    return value.translate(_STRING_ESCAPES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _groups(stream: StreamSpec) -> tuple[tuple[str, tuple[int, ...], tuple[str, ...]], ...]:
+    """Return per line group: (escaped 'measurement,tags' prefix, column indices, field keys)."""
+    base_tags = {"site": stream.site, "device": stream.device, "stream": stream.stream}
+    if stream.channel_tag in base_tags:
+        raise PayloadError(f"stream {stream.key}: channel_tag {stream.channel_tag!r} is reserved")
+    measurement = escape_measurement(stream.measurement)
+    if stream.channel_tag is None:
+        channels: dict[str | None, list[tuple[int, str]]] = {
+            None: list(enumerate(stream.fields))
+        }
+    else:
+        channels = {}
+        for index, name in enumerate(stream.fields):
+            chan, leaf = name.split(".", 1)
+            channels.setdefault(chan, []).append((index, leaf))
+    groups = []
+    for channel, columns in channels.items():
+        tags = dict(base_tags)
+        if channel is not None and stream.channel_tag is not None:
+            tags[stream.channel_tag] = channel
+        prefix = measurement + "".join(
+            f",{escape_key(key, 'tag key')}={escape_key(value, 'tag value')}"
+            for key, value in sorted(tags.items()) if value
+        )
+        keys = []
+        for _, field in columns:
+            if field in RESERVED_FIELDS:
+                raise PayloadError(f"stream {stream.key}: field name {field!r} is reserved")
+            keys.append(escape_key(field, "field key"))
+        groups.append((prefix, tuple(i for i, _ in columns), tuple(keys)))
+    return tuple(groups)
+
+
+def lines_per_sample(stream: StreamSpec) -> int:
+    """Return how many lines one sample of ``stream`` becomes (its channel count, or 1)."""
+    return len(_groups(stream))
+
+
+def _brace(text: str) -> str:
+    """Escape ``{`` and ``}`` for str.format templates."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _slow_line(prefix: str, keys: Sequence[str], row: Sequence[float], tail: str) -> str:
+    """Format one line leaving out non-finite values."""
+    fields = "".join(f"{key}={value!r}," for key, value in zip(keys, row, strict=True)
+                     if math.isfinite(value))
+    return f"{prefix} {fields}{tail}"
+
+
+def encode_lines(batch: SampleBatch) -> list[str]:
+    """Return the batch as line-protocol lines, each ending in ``\\n``."""
+    n = len(batch)
+    if n == 0:
+        return []
+    timestamps = batch.timestamps_ns.tolist()
+    qualities = batch.quality.tolist()
+    seqs = range(batch.first_seq, batch.first_seq + n)
+    texts = None
+    if batch.text is not None:
+        texts = [escape_string(t) for t in batch.text]
+    finite = np.isfinite(batch.values)
+    out: list[str] = []
+    for prefix, columns, keys in _groups(batch.stream):
+        cols = [batch.values[:, j].tolist() for j in columns]
+        head = _brace(prefix) + " " + "".join(f"{_brace(key)}={{}}," for key in keys)
+        tail = "quality={}i,seq={}i" + (',text="{}"' if texts is not None else "") + " {}\n"
+        fmt = (head + tail).format
+        rows: Iterable[tuple[object, ...]]
+        if texts is None:
+            rows = zip(*cols, qualities, seqs, timestamps, strict=True)
+        else:
+            rows = zip(*cols, qualities, seqs, texts, timestamps, strict=True)
+        lines = [fmt(*row) for row in rows]
+        ok = finite[:, list(columns)].all(axis=1)
+        if not ok.all():
+            for i in np.flatnonzero(~ok).tolist():
+                values = [col[i] for col in cols]
+                rest = (qualities[i], seqs[i]) + (() if texts is None else (texts[i],))
+                lines[i] = _slow_line(prefix, keys, values, tail.format(*rest, timestamps[i]))
+        out.extend(lines)
+    return out
+
+
+def encode_batch(batch: SampleBatch) -> tuple[bytes, int]:
+    """Return ``(body, n_lines)`` for one batch."""
+    lines = encode_lines(batch)
+    return "".join(lines).encode("utf-8"), len(lines)
+
+
+def encode_batches(batches: Iterable[SampleBatch]) -> tuple[bytes, int]:
+    """Return ``(body, n_lines)`` for several batches concatenated."""
+    lines: list[str] = []
+    for batch in batches:
+        lines.extend(encode_lines(batch))
+    return "".join(lines).encode("utf-8"), len(lines)
+
+
+def split_body(body: bytes, parts: int = 2) -> list[tuple[bytes, int]]:
+    """Split a body at line boundaries into up to ``parts`` chunks of about equal line count.
+
+    Returns ``[(chunk, n_lines), ...]`` without empty chunks (used to retry after a 413).
+    """
+    lines = body.splitlines(keepends=True)
+    if not lines:
+        return []
+    parts = max(1, min(parts, len(lines)))
+    step = -(-len(lines) // parts)
+    return [(b"".join(lines[i:i + step]), len(lines[i:i + step]))
+            for i in range(0, len(lines), step)]

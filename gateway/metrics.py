@@ -1,0 +1,46 @@
+"""Prometheus metrics of one gateway or ingest process (own registry, so tests can make many)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class GatewayMetrics:
+    """Counters and gauges every stage updates; exported on /metrics by the daemon."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = Counter("medgw_samples_received", "Samples appended to the ring",
+                                ["stream"], registry=r)
+        self.published = Counter("medgw_samples_published", "Samples acknowledged by the broker",
+                                 ["stream"], registry=r)
+        self.spooled = Counter("medgw_samples_spooled", "Samples written to the disk spool",
+                               ["stream"], registry=r)
+        self.dropped = Counter("medgw_samples_dropped", "Samples dropped on purpose (policy)",
+                               ["stream", "reason"], registry=r)
+        self.overrun = Counter("medgw_ring_overrun_samples",
+                               "Samples a reader lost because the ring lapped it",
+                               ["reader", "stream"], registry=r)
+        self.malformed = Counter("medgw_malformed_messages",
+                                 "Messages from a device or broker that were quarantined",
+                                 ["source", "reason"], registry=r)
+        self.stale = Gauge("medgw_stream_stale", "1 while a stream is stale", ["stream"],
+                           registry=r)
+        self.last_seen = Gauge("medgw_stream_last_seen_seconds",
+                               "Unix time of the newest sample", ["stream"], registry=r)
+        self.lag = Gauge("medgw_stream_lag_seconds",
+                         "Age of the newest published sample when published", ["stream"],
+                         registry=r)
+        self.connected = Gauge("medgw_device_connected", "1 while the device session is up",
+                               ["device"], registry=r)
+        self.gap_seconds = Counter("medgw_device_gap_seconds",
+                                   "Seconds of data missing because a device was unreachable",
+                                   ["device"], registry=r)
+        self.reconnects = Counter("medgw_device_reconnects", "Device sessions re-established",
+                                  ["device"], registry=r)
+        self.clock_offset = Gauge("medgw_clock_offset_seconds",
+                                  "Receive time minus source timestamp of the newest sample",
+                                  ["stream"], registry=r)
+        self.events = Counter("medgw_events", "Event samples (priority lane)", ["stream"],
+                              registry=r)

@@ -1,0 +1,182 @@
+"""The wire contract: SampleBatch <-> JSON payload on ``medgw/v1/{site}/{device}/{stream}``.
+
+The JSON Schema of the payload is ``gateway/schema/payload-v1.schema.json``. ``decode``
+checks the same rules in code (fast enough for every message) and raises PayloadError.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import orjson
+
+from gateway.errors import PayloadError
+from gateway.model import TOPIC_SAFE, SampleBatch, StreamKind, StreamSpec
+
+PAYLOAD_VERSION = 1
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def data_topic(prefix: str, stream: StreamSpec) -> str:
+    """Return the MQTT topic of a stream's data."""
+    return f"{prefix}/{stream.site}/{stream.device}/{stream.stream}"
+
+
+def status_topic(prefix: str, site: str, gateway: str) -> str:
+    """Return the retained birth/death topic of a gateway."""
+    return f"{prefix}/{site}/{gateway}/status"
+
+
+def encode(batch: SampleBatch, gateway: str) -> bytes:
+    """Serialize a non-empty batch to the v1 JSON payload (NaN and inf become null)."""
+    spec = batch.stream
+    doc: dict[str, Any] = {
+        "v": PAYLOAD_VERSION,
+        "gateway": gateway,
+        "site": spec.site,
+        "device": spec.device,
+        "stream": spec.stream,
+        "kind": spec.kind.value,
+        "measurement": spec.measurement,
+        "channel_tag": spec.channel_tag,
+        "rate_hz": spec.rate_hz,
+        "fields": spec.fields,
+        "units": spec.units,
+        "seq": batch.first_seq,
+        "n": len(batch),
+        "historical": batch.historical,
+        "t": batch.timestamps_ns,
+        "q": batch.quality,
+        "values": batch.values,
+    }
+    if spec.labels:
+        doc["labels"] = dict(spec.labels)
+    if batch.receive_ns is not None and batch.receive_ns.any():
+        doc["rx"] = batch.receive_ns
+    if batch.text is not None:
+        doc["text"] = batch.text
+    return orjson.dumps(doc, option=_NUMPY)
+
+
+def _require(doc: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = doc.get(key)
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        raise PayloadError(f"field {key!r} missing or not {_type_names(kind)}")
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _type_names(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in _as_tuple(kind))
+
+
+def _name(doc: dict[str, Any], key: str) -> str:
+    value = _require(doc, key, str)
+    if not TOPIC_SAFE.fullmatch(value):
+        raise PayloadError(f"field {key!r} = {value[:40]!r} is not a valid name")
+    return str(value)
+
+
+def decode(payload: bytes) -> tuple[str, SampleBatch]:
+    """Parse and check a payload; return (gateway id, batch). Raises PayloadError."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as err:
+        raise PayloadError(f"not JSON: {err}") from err
+    if not isinstance(doc, dict):
+        raise PayloadError("payload is not a JSON object")
+    if doc.get("v") != PAYLOAD_VERSION:
+        raise PayloadError(f"unsupported payload version {doc.get('v')!r}")
+    extra = set(doc) - _KNOWN_KEYS
+    if extra:
+        raise PayloadError(f"unknown keys {sorted(extra)}")
+    spec = _decode_spec(doc)
+    n = _require(doc, "n", int)
+    seq = _require(doc, "seq", int)
+    if n < 1 or seq < 0:
+        raise PayloadError("n must be >= 1 and seq >= 0")
+    batch = _decode_arrays(doc, spec, n, seq)
+    return _name(doc, "gateway"), batch
+
+
+def _decode_spec(doc: dict[str, Any]) -> StreamSpec:
+    try:
+        kind = StreamKind(doc.get("kind"))
+    except ValueError as err:
+        raise PayloadError(f"field 'kind' = {doc.get('kind')!r} is not sampled/event") from err
+    fields = _require(doc, "fields", list)
+    units = _require(doc, "units", list)
+    if not all(isinstance(f, str) for f in fields + units):
+        raise PayloadError("fields and units must be strings")
+    labels = doc.get("labels") or {}
+    if not isinstance(labels, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in labels.values()
+    ):
+        raise PayloadError("labels must map names to numbers")
+    channel_tag = doc.get("channel_tag")
+    if channel_tag is not None and not isinstance(channel_tag, str):
+        raise PayloadError("channel_tag must be a string or null")
+    try:
+        return StreamSpec(
+            site=_name(doc, "site"),
+            device=_name(doc, "device"),
+            stream=_name(doc, "stream"),
+            fields=tuple(fields),
+            units=tuple(units),
+            kind=kind,
+            rate_hz=float(doc.get("rate_hz") or 0.0),
+            measurement=_name(doc, "measurement"),
+            channel_tag=channel_tag,
+            labels=tuple((str(k), float(v)) for k, v in labels.items()),
+        )
+    except (ValueError, TypeError) as err:
+        raise PayloadError(f"bad stream description: {err}") from err
+
+
+def _decode_arrays(doc: dict[str, Any], spec: StreamSpec, n: int, seq: int) -> SampleBatch:
+    try:
+        ts = np.array(_require(doc, "t", list), dtype=np.int64)
+        quality = np.array(_require(doc, "q", list), dtype=np.int64)
+        values = np.array(_require(doc, "values", list), dtype=np.float64)
+        rx = np.array(doc["rx"], dtype=np.int64) if "rx" in doc else None
+    except (ValueError, TypeError, OverflowError) as err:
+        raise PayloadError(f"bad array contents: {err}") from err
+    if ts.shape != (n,) or quality.shape != (n,) or (rx is not None and rx.shape != (n,)):
+        raise PayloadError(f"t, q (and rx) must hold n={n} integers")
+    if values.shape != (n, spec.width):
+        raise PayloadError(f"values must be {n} rows of {spec.width} numbers, got {values.shape}")
+    if quality.min() < 0 or quality.max() > 255:
+        raise PayloadError("quality codes must be 0..255")
+    text = doc.get("text")
+    if text is not None and (
+        not isinstance(text, list) or len(text) != n or not all(isinstance(s, str) for s in text)
+    ):
+        raise PayloadError(f"text must hold n={n} strings")
+    return SampleBatch(
+        spec, ts, values, quality.astype(np.uint8), seq,
+        historical=bool(_require(doc, "historical", bool)),
+        text=None if text is None else tuple(text),
+        receive_ns=rx,
+    )
+
+
+_KNOWN_KEYS = frozenset((
+    "v", "gateway", "site", "device", "stream", "kind", "measurement", "channel_tag",
+    "rate_hz", "fields", "units", "labels", "seq", "n", "historical", "t", "rx", "q",
+    "values", "text",
+))
+
+
+@cache
+def payload_schema() -> dict[str, Any]:
+    """Return the JSON Schema of the v1 payload shipped with the package."""
+    text = resources.files("gateway").joinpath("schema/payload-v1.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema

@@ -1,0 +1,1 @@
+"""Simulators that stand in for robots and carriers in tests and the demo."""

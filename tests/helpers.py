@@ -1,0 +1,54 @@
+"""Small helpers shared by tests: bounded polling, an influxd database handle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from gateway.services import InfluxdService
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+               message: str = "condition") -> T:
+    """Poll ``predicate`` until it returns a truthy value and return that value.
+
+    Bounded by ``timeout`` seconds (and so by count); raises AssertionError naming
+    ``message`` and the last value seen when the condition never becomes true.
+    """
+    deadline = time.monotonic() + timeout
+    max_polls = max(1, int(timeout / max(interval, 0.001)) + 1)
+    value = predicate()
+    polls = 1
+    while not value:
+        if time.monotonic() >= deadline or polls >= max_polls:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {message}"
+                                 f" (last value: {value!r})")
+        time.sleep(interval)
+        value = predicate()
+        polls += 1
+    return value
+
+
+@dataclass
+class InfluxTarget:
+    """A database on a running influxd: what tests write to and query."""
+
+    service: InfluxdService
+    database: str
+
+    @property
+    def url(self) -> str:
+        """Return the influxd base URL."""
+        return self.service.url
+
+    def query(self, influxql: str) -> list[dict[str, Any]]:
+        """Run InfluxQL against this database and return rows (see InfluxdService.query)."""
+        return self.service.query(influxql, self.database)
+
+    def count(self, measurement: str, field: str = "seq", where: str = "") -> int:
+        """Return the number of points of ``measurement`` in this database."""
+        return self.service.count(measurement, self.database, field, where)
