@@ -20,7 +20,8 @@ STAMP = VENV / ".medgw-installed"
 
 # binary -> Debian package providing it
 DEMO_BINARIES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
-TEST_BINARIES = {**DEMO_BINARIES, "victoria-metrics": "victoria-metrics"}
+TEST_BINARIES = {**DEMO_BINARIES, "victoria-metrics": "victoria-metrics",
+                 "chromium": "chromium"}  # chromium: the status-page screenshot test
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 

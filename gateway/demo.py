@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from importlib import resources
@@ -20,7 +21,7 @@ from gateway.ingest import Ingest
 from gateway.model import StreamSpec
 from gateway.services import InfluxdService, MosquittoService
 
-console = Console()
+console = Console(width=max(120, shutil.get_terminal_size().columns))
 
 
 def demo_config_data(config: Path | None) -> tuple[dict[str, Any], str]:
@@ -130,9 +131,9 @@ def run_demo(seconds: float, workdir: Path | None, config: Path | None) -> bool:
             health.stop()
         ok = _summary(gateway, influx, loaded) and all_acked
         console.print(
-            f"query it yourself while the servers run: curl -G {influx.url}/query "
-            f"--data-urlencode db={loaded.config.influxdb.database} "
-            "--data-urlencode 'q=SHOW MEASUREMENTS'")
+            f"the data stays in {work}/influxd; to look at it later: influxd run -config "
+            f"{influx.config_path}, then curl -G {influx.url}/query --data-urlencode "
+            f"db={loaded.config.influxdb.database} --data-urlencode 'q=SHOW MEASUREMENTS'")
     verdict = "[green]every produced sample is in InfluxDB[/green]" if ok else \
         "[red]samples are missing: see the table above[/red]"
     console.print(verdict)
