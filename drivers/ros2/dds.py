@@ -1,0 +1,167 @@
+"""Cyclone DDS plumbing with ROS 2 conventions: domain config, QoS, raw CDR take and write.
+
+A Cyclone DDS domain can be configured once per process and deleting it deletes every
+participant in it, so domains are opened through :func:`open_domain`, which keeps one
+configured Domain per id for the life of the process. Participants are always created
+after that, so none ever falls back to Cyclone's default (multicast on every interface).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+from xml.sax.saxutils import quoteattr
+
+from cyclonedds._clayer import ddspy_take, ddspy_write
+from cyclonedds.core import DDSException, InstanceState, Policy, Qos, SampleState, ViewState
+from cyclonedds.domain import Domain, DomainParticipant
+from cyclonedds.internal import SampleInfo
+from cyclonedds.util import duration
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.errors import DeviceError
+
+MAX_DOMAIN_ID = 232
+ANY_STATE = SampleState.Any | ViewState.Any | InstanceState.Any
+
+_domains: dict[int, Domain | None] = {}
+_domains_lock = threading.Lock()
+
+
+class NetworkOptions(BaseModel):
+    """Which interface Cyclone DDS uses and how it finds peers (loopback by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interface: str = Field(default="lo", description="network interface name")
+    peers: list[str] = Field(default_factory=lambda: ["127.0.0.1"],
+                             description="unicast discovery peers")
+    multicast: bool = Field(default=False, description="allow multicast discovery and data")
+    max_participants: int = Field(default=50, ge=1, le=120,
+                                  description="participant indexes probed per peer")
+    config_xml: str | None = Field(default=None,
+                                   description="complete CycloneDDS XML; overrides the above")
+
+
+class QosOptions(BaseModel):
+    """The subset of DDS QoS that matters for matching ROS 2 publishers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reliability: Literal["reliable", "best_effort"] = "reliable"
+    durability: Literal["volatile", "transient_local"] = "volatile"
+    depth: int = Field(default=10, ge=1, le=1_000_000, description="keep-last history depth")
+
+
+ROS_DEFAULT_QOS = QosOptions()
+"""rmw's default profile: reliable, volatile, keep last 10."""
+SENSOR_DATA_QOS = QosOptions(reliability="best_effort", depth=5)
+"""rmw's sensor-data profile: best effort, volatile, keep last 5."""
+
+
+def loopback_config(options: NetworkOptions | None = None) -> str:
+    """Return CycloneDDS XML: one interface, unicast peers, auto participant index."""
+    opts = options or NetworkOptions()
+    if opts.config_xml:
+        return opts.config_xml
+    peers = "".join(f"<Peer address={quoteattr(p)}/>" for p in opts.peers)
+    return (
+        "<CycloneDDS><Domain><General><Interfaces>"
+        f"<NetworkInterface name={quoteattr(opts.interface)}/></Interfaces>"
+        f"<AllowMulticast>{'true' if opts.multicast else 'false'}</AllowMulticast>"
+        "</General><Discovery>"
+        f"<Peers>{peers}</Peers><ParticipantIndex>auto</ParticipantIndex>"
+        f"<MaxAutoParticipantIndex>{int(opts.max_participants)}</MaxAutoParticipantIndex>"
+        "</Discovery></Domain></CycloneDDS>"
+    )
+
+
+def pick_domain_id(rng: random.Random | None = None) -> int:
+    """Return a random domain id for an isolated test run (1..200, away from the default 0)."""
+    return (rng or random.Random(os.getpid() ^ time.time_ns())).randint(1, 200)
+
+
+def open_domain(domain_id: int, config: str) -> None:
+    """Configure domain ``domain_id`` for this process once; later calls reuse it."""
+    if not 0 <= domain_id <= MAX_DOMAIN_ID:
+        raise DeviceError(f"DDS domain id {domain_id} out of range 0..{MAX_DOMAIN_ID}")
+    with _domains_lock:
+        if domain_id in _domains:
+            return
+        try:
+            _domains[domain_id] = Domain(domain_id, config)
+        except DDSException as err:
+            raise DeviceError(f"cannot configure DDS domain {domain_id}: {err} "
+                              "(a participant in this process already uses it unconfigured?)"
+                              ) from err
+
+
+def open_participant(domain_id: int, network: NetworkOptions | None = None) -> DomainParticipant:
+    """Create a participant on a configured domain; DeviceError if DDS refuses."""
+    open_domain(domain_id, loopback_config(network))
+    try:
+        return DomainParticipant(domain_id)
+    except DDSException as err:
+        raise DeviceError(f"cannot create DDS participant on domain {domain_id}: {err}") from err
+
+
+def make_qos(options: QosOptions, max_blocking_ms: int = 100) -> Qos:
+    """Return the cyclonedds Qos for these options."""
+    reliability = (Policy.Reliability.Reliable(duration(milliseconds=max_blocking_ms))
+                   if options.reliability == "reliable" else Policy.Reliability.BestEffort)
+    durability = (Policy.Durability.TransientLocal if options.durability == "transient_local"
+                  else Policy.Durability.Volatile)
+    return Qos(reliability, durability, Policy.History.KeepLast(options.depth))
+
+
+def offered_reliability(qos: Qos | None) -> str | None:
+    """Return "reliable"/"best_effort" as offered in a discovered endpoint's QoS."""
+    if qos is None:
+        return None
+    policy = qos[Policy.Reliability]
+    if policy is None:
+        return None
+    return "best_effort" if policy == Policy.Reliability.BestEffort else "reliable"
+
+
+def take_raw(reader: Any, max_samples: int) -> list[bytes]:
+    """Take up to ``max_samples`` valid samples as raw CDR payloads (header included)."""
+    ret = ddspy_take(reader._ref, ANY_STATE, max_samples)
+    if isinstance(ret, int):
+        raise DDSException(ret, "take failed")
+    return [data for data, info in ret if _valid(info)]
+
+
+def _valid(info: SampleInfo) -> bool:
+    return bool(info.valid_data)
+
+
+def write_raw(writer: Any, payload: bytes) -> None:
+    """Write one raw CDR payload (4-byte header included) through a DataWriter."""
+    if len(payload) % 4:
+        payload = payload + b"\x00" * (-len(payload) % 4)
+    ret = ddspy_write(writer._ref, payload)
+    if ret < 0:
+        raise DDSException(ret, "write failed")
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.01) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout_s`` passed (bounded by time)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step_s)
+
+
+def delete_entities(*entities: Any) -> None:
+    """Delete DDS entities now, in the order given (children before their participant)."""
+    for entity in entities:
+        if entity is not None:
+            entity.__del__()

@@ -1,0 +1,326 @@
+"""ROS 2 driver: subscribes over Cyclone DDS with ROS 2 wire conventions, never publishes.
+
+A reader thread owns one participant. It waits on a WaitSet (data on any reader, or new
+publications seen through DDS builtin discovery), takes raw CDR payloads in batches of up
+to ``max_take`` per reader and hands them to the per-topic :class:`TopicPipeline`, which
+decodes them vectorized and appends to the rings. Every ``poll_ms`` it also checks for
+stale topics and publisher restarts. ``run()`` keeps that thread alive, recreating the
+participant with jittered backoff if DDS fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
+from cyclonedds.core import DDSException, ReadCondition, WaitSet
+from cyclonedds.sub import DataReader
+from cyclonedds.topic import Topic
+from cyclonedds.util import duration
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drivers.ros2 import dds
+from drivers.ros2.mapping import stream_name, type_mapping
+from drivers.ros2.msgs import dds_topic_name, idl_type, ros_topic_name, ros_type_name
+from drivers.ros2.pipeline import HealthStream, TopicPipeline, TopicSettings
+from gateway.driver import DriverContext
+from gateway.errors import DeviceError
+
+
+class TopicOptions(BaseModel):
+    """One explicitly configured topic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^/?[A-Za-z_~{][A-Za-z0-9_/{}~]*$", description="ROS topic")
+    type: str | None = Field(default=None, description="ROS type, e.g. sensor_msgs/msg/JointState;"
+                             " taken from discovery when omitted")
+    stream: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$",
+                               description="stream name (default: topic with '/' -> '.')")
+    rate_hz: float | None = Field(default=None, gt=0, description="nominal rate for staleness")
+    qos: dds.QosOptions | None = None
+
+    @property
+    def topic(self) -> str:
+        """Return the topic with its leading slash."""
+        return "/" + self.name.lstrip("/")
+
+
+class Ros2Options(BaseModel):
+    """Options of the ros2 driver."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    domain_id: int = Field(default=0, ge=0, le=dds.MAX_DOMAIN_ID, description="ROS_DOMAIN_ID")
+    network: dds.NetworkOptions = Field(default_factory=dds.NetworkOptions)
+    topics: list[TopicOptions] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list,
+                                description="globs over discovered topics, e.g. /PSM*/measured_*")
+    exclude: list[str] = Field(default_factory=list, description="globs of topics to ignore")
+    qos: dds.QosOptions = Field(default_factory=lambda: dds.QosOptions(depth=100),
+                                description="reader QoS (reliable volatile by default)")
+    match_offered_reliability: bool = Field(
+        default=True, description="read best-effort publishers (sensor-data QoS) best-effort")
+    default_rate_hz: float = Field(default=100.0, gt=0)
+    stale_periods: float = Field(default=5.0, gt=0, description="silent periods before stale")
+    prismatic_joints: list[str] = Field(default_factory=lambda: ["outer_insertion", "insertion"])
+    max_take: int = Field(default=256, ge=1, le=65536, description="samples per take call")
+    poll_ms: float = Field(default=20.0, gt=0, le=1000, description="wait timeout, stale checks")
+    batch_window_ms: float = Field(
+        default=2.0, ge=0, le=100,
+        description="after data arrives, wait this long so one take gets a whole batch "
+                    "(trades a little latency for much less CPU per message at high rates)")
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _something_to_read(self) -> Ros2Options:
+        if not self.topics and not self.patterns:
+            raise ValueError("configure at least one of 'topics' or 'patterns'")
+        for t in self.topics:
+            if t.type is not None and type_mapping(t.type) is None:
+                raise ValueError(f"topic {t.topic}: unmapped type {t.type!r}")
+        return self
+
+
+def topic_selected(options: Ros2Options, topic: str) -> bool:
+    """Return True when ``topic`` is configured explicitly or matches a pattern, not excluded."""
+    if any(fnmatch.fnmatchcase(topic, p) for p in options.exclude):
+        return False
+    explicit = any(t.topic == topic for t in options.topics)
+    return explicit or any(fnmatch.fnmatchcase(topic, p) for p in options.patterns)
+
+
+def topic_settings(options: Ros2Options, topic: str, ros_type: str,
+                   live: bool = True) -> TopicSettings:
+    """Resolve one topic's settings (stream name, rate, staleness) from the options.
+
+    ``live=False`` (bag replay) disables stale detection: a bag is history.
+    """
+    mapping = type_mapping(ros_type)
+    if mapping is None:
+        raise ValueError(f"unmapped ROS type {ros_type!r}")
+    explicit = next((t for t in options.topics if t.topic == topic), None)
+    rate = explicit.rate_hz if explicit is not None and explicit.rate_hz else None
+    stale: float | None = options.stale_periods if live else None
+    if mapping.is_event and rate is None:
+        stale = None  # events are aperiodic: silence is normal
+    return TopicSettings(
+        topic=topic, ros_type=mapping.ros_type,
+        stream=explicit.stream if explicit is not None and explicit.stream else stream_name(topic),
+        rate_hz=rate or options.default_rate_hz,
+        stale_periods=stale,
+        prismatic=frozenset(options.prismatic_joints),
+    )
+
+
+@dataclass
+class _Subscription:
+    """One DDS reader and the pipeline it feeds."""
+
+    topic: str
+    reader: Any
+    dds_topic: Any
+    condition: Any
+    pipeline: TopicPipeline
+    total_matched: int = 0  # publications ever matched (DDS total_count)
+
+
+@dataclass
+class _SessionState:
+    subs: dict[str, _Subscription] = field(default_factory=dict)
+    unmapped: set[str] = field(default_factory=set)
+
+
+class Ros2Driver:
+    """Reads ROS 2 topics into rings; read-only (no DDS writer is ever created)."""
+
+    def __init__(self, ctx: DriverContext, options: Ros2Options) -> None:
+        self.ctx = ctx
+        self.options = options
+        self.health = HealthStream(ctx)
+        self._explicit = {t.topic: t for t in options.topics}
+        self._pipelines: dict[str, TopicPipeline] = {}  # survive participant re-creation
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.sessions = 0
+
+    # -- asyncio side --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read until cancelled; on DDS failure recreate the participant with backoff."""
+        delay = self.options.reconnect_min_s
+        try:
+            while True:
+                self._error = None
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._thread_main, daemon=True,
+                                                name=f"ros2-{self.ctx.device}")
+                self._thread.start()
+                while self._thread.is_alive():
+                    await asyncio.sleep(0.05)
+                err = self._error
+                self.ctx.set_connected(False)
+                self.ctx.log.warning("ros2 %s: DDS session ended (%s); retrying in %.1f s",
+                                     self.ctx.device, err, delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.options.reconnect_max_s)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the reader thread and wait for it (bounded)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(2.0, 5 * self.options.poll_ms / 1000))
+
+    # -- reader thread -------------------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        try:
+            self._session()
+        except (DeviceError, DDSException, OSError) as err:
+            self._error = err
+        except Exception as err:  # keep the gateway alive whatever DDS or a decoder did
+            self.ctx.log.exception("ros2 %s: reader thread failed", self.ctx.device)
+            self._error = err
+
+    def _session(self) -> None:
+        participant = dds.open_participant(self.options.domain_id, self.options.network)
+        waitset = WaitSet(participant)
+        state = _SessionState()
+        discovery = BuiltinDataReader(participant, BuiltinTopicDcpsPublication)
+        disc_cond = ReadCondition(discovery, dds.ANY_STATE)
+        waitset.attach(disc_cond)
+        self.sessions += 1
+        try:
+            for t in self._explicit.values():
+                if t.type is not None:
+                    self._subscribe(participant, waitset, state, t.topic, t.type, None)
+            self._loop(participant, waitset, discovery, state)
+        finally:
+            for sub in state.subs.values():
+                waitset.detach(sub.condition)
+            waitset.detach(disc_cond)
+            entities: list[Any] = [s.condition for s in state.subs.values()]
+            entities += [s.reader for s in state.subs.values()]
+            entities += [s.dds_topic for s in state.subs.values()]
+            dds.delete_entities(*entities, disc_cond, discovery, waitset, participant)
+
+    def _loop(self, participant: Any, waitset: Any, discovery: Any,
+              state: _SessionState) -> None:
+        poll_ns = int(self.options.poll_ms * 1e6)
+        next_check = time.monotonic_ns()
+        window_s = self.options.batch_window_ms / 1000.0
+        while not self._stop.is_set():
+            if waitset.wait(duration(nanoseconds=poll_ns)) and window_s:
+                self._stop.wait(window_s)
+            self._take_all(state)
+            for endpoint in discovery.take(N=64):
+                self._discovered(participant, waitset, state, endpoint)
+            now = time.monotonic_ns()
+            if now >= next_check:
+                next_check = now + poll_ns
+                self._housekeeping(state, now)
+
+    def _take_all(self, state: _SessionState) -> None:
+        max_take = self.options.max_take
+        for sub in state.subs.values():
+            while True:
+                payloads = dds.take_raw(sub.reader, max_take)
+                if not payloads:
+                    break
+                sub.pipeline.ingest(payloads, time.time_ns(), time.monotonic_ns())
+                if len(payloads) < max_take:
+                    break
+
+    def _discovered(self, participant: Any, waitset: Any, state: _SessionState,
+                    endpoint: Any) -> None:
+        topic = ros_topic_name(str(endpoint.topic_name))
+        if topic is None or topic in state.subs or not self._wanted(topic):
+            return
+        try:
+            ros_type = ros_type_name(str(endpoint.type_name))
+        except ValueError:
+            return
+        explicit = self._explicit.get(topic)
+        if explicit is not None and explicit.type is not None and explicit.type != ros_type:
+            self.ctx.log.warning("ros2 %s: %s is published as %s, configured as %s",
+                                 self.ctx.device, topic, ros_type, explicit.type)
+            return
+        if type_mapping(ros_type) is None:
+            if topic not in state.unmapped:
+                state.unmapped.add(topic)
+                self.ctx.log.info("ros2 %s: ignoring %s (unmapped type %s)", self.ctx.device,
+                                  topic, ros_type)
+            return
+        offered = dds.offered_reliability(getattr(endpoint, "qos", None))
+        self._subscribe(participant, waitset, state, topic, ros_type, offered)
+
+    def _wanted(self, topic: str) -> bool:
+        return topic_selected(self.options, topic)
+
+    def _subscribe(self, participant: Any, waitset: Any, state: _SessionState, topic: str,
+                   ros_type: str, offered: str | None) -> None:
+        mapping = type_mapping(ros_type)
+        assert mapping is not None
+        qos = self._qos_for(topic, offered)
+        dds_topic = Topic(participant, dds_topic_name(topic), idl_type(mapping.ros_type),
+                          qos=dds.make_qos(qos))
+        reader = DataReader(participant, dds_topic, qos=dds.make_qos(qos))
+        condition = ReadCondition(reader, dds.ANY_STATE)
+        waitset.attach(condition)
+        pipeline = self._pipeline(topic, mapping.ros_type)
+        state.subs[topic] = _Subscription(topic, reader, dds_topic, condition, pipeline)
+        self.ctx.log.info("ros2 %s: subscribed %s [%s] %s/%s depth %d", self.ctx.device, topic,
+                          ros_type, qos.reliability, qos.durability, qos.depth)
+
+    def _qos_for(self, topic: str, offered: str | None) -> dds.QosOptions:
+        explicit = self._explicit.get(topic)
+        if explicit is not None and explicit.qos is not None:
+            return explicit.qos
+        qos = self.options.qos
+        if (self.options.match_offered_reliability and offered == "best_effort"
+                and qos.reliability == "reliable"):
+            return qos.model_copy(update={"reliability": "best_effort"})
+        return qos
+
+    def _pipeline(self, topic: str, ros_type: str) -> TopicPipeline:
+        existing = self._pipelines.get(topic)
+        if existing is not None and existing.mapping.ros_type == ros_type:
+            return existing
+        mapping = type_mapping(ros_type)
+        assert mapping is not None
+        settings = topic_settings(self.options, topic, mapping.ros_type, live=True)
+        pipeline = TopicPipeline(self.ctx, settings, mapping, self.health)
+        self._pipelines[topic] = pipeline
+        return pipeline
+
+    def _housekeeping(self, state: _SessionState, now_mono_ns: int) -> None:
+        any_matched = False
+        rematched_gap: float | None = None
+        for sub in state.subs.values():
+            sub.pipeline.check_stale(now_mono_ns)
+            status = sub.reader.get_subscription_matched_status()
+            if status.total_count > sub.total_matched and sub.total_matched > 0:
+                # a publisher appeared after an earlier one: a restart or a new node
+                silent = sub.pipeline.silent_s(now_mono_ns)
+                rematched_gap = max(rematched_gap or 0.0, silent)
+            sub.total_matched = status.total_count
+            any_matched = any_matched or status.current_count > 0
+        if rematched_gap is not None:
+            self.ctx.report_gap(rematched_gap)
+        self.ctx.set_connected(any_matched)
+
+    @property
+    def pipelines(self) -> dict[str, TopicPipeline]:
+        """Return the topic pipelines created so far (topic -> pipeline)."""
+        return dict(self._pipelines)

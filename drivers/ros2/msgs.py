@@ -1,0 +1,246 @@
+"""ROS 2 message types as Cyclone DDS IdlStructs, named as ROS 2 puts them on the wire.
+
+ROS 2 maps ``pkg/msg/Type`` to the DDS type ``pkg::msg::dds_::Type_`` and topic ``/name`` to
+``rt/name``; payloads are XCDR1 (plain CDR) and every ROS message is a final struct. The
+classes below serialize byte-identically to rosbags' CDR serializer (tested), so a
+participant using them interoperates with ROS 2 nodes on rmw_cyclonedds_cpp.
+"""
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cyclonedds.idl import IdlStruct
+from cyclonedds.idl.types import float64, int32, sequence, uint32
+
+if TYPE_CHECKING:  # mypy sees plain lists; cyclonedds sees IDL sequences
+    StringSeq = list[str]
+    Float64Seq = list[float]
+else:
+    StringSeq = sequence[str]
+    Float64Seq = sequence[float64]
+
+TOPIC_PREFIX = "rt"
+
+
+def dds_type_name(ros_type: str) -> str:
+    """Return the DDS type name of a ROS 2 type, e.g. ``std_msgs::msg::dds_::String_``."""
+    pkg, kind, name = _split_ros_type(ros_type)
+    return f"{pkg}::{kind}::dds_::{name}_"
+
+
+def ros_type_name(dds_type: str) -> str:
+    """Return the ROS 2 type of a DDS type name (inverse of :func:`dds_type_name`)."""
+    parts = dds_type.split("::")
+    if len(parts) != 4 or parts[2] != "dds_" or not parts[3].endswith("_"):
+        raise ValueError(f"{dds_type!r} is not a ROS 2 DDS type name (pkg::msg::dds_::Type_)")
+    return f"{parts[0]}/{parts[1]}/{parts[3][:-1]}"
+
+
+def dds_topic_name(ros_topic: str) -> str:
+    """Return the DDS topic of a ROS 2 topic: ``/PSM1/measured_js`` -> ``rt/PSM1/measured_js``."""
+    name = ros_topic.strip("/")
+    if not name:
+        raise ValueError(f"invalid ROS topic name {ros_topic!r}")
+    return f"{TOPIC_PREFIX}/{name}"
+
+
+def ros_topic_name(dds_topic: str) -> str | None:
+    """Return the ROS 2 topic of a DDS topic, or None for non-ROS topics (no ``rt/`` prefix)."""
+    prefix = TOPIC_PREFIX + "/"
+    if not dds_topic.startswith(prefix) or len(dds_topic) == len(prefix):
+        return None
+    return "/" + dds_topic[len(prefix):]
+
+
+def _split_ros_type(ros_type: str) -> tuple[str, str, str]:
+    parts = ros_type.split("/")
+    if len(parts) == 2:
+        parts = [parts[0], "msg", parts[1]]
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"{ros_type!r} is not a ROS 2 type name (pkg/msg/Type)")
+    return parts[0], parts[1], parts[2]
+
+
+@dataclass
+class Time(IdlStruct, typename="builtin_interfaces::msg::dds_::Time_"):
+    """builtin_interfaces/msg/Time."""
+
+    sec: int32 = 0
+    nanosec: uint32 = 0
+
+
+@dataclass
+class Header(IdlStruct, typename="std_msgs::msg::dds_::Header_"):
+    """std_msgs/msg/Header."""
+
+    stamp: Time = field(default_factory=Time)
+    frame_id: str = ""
+
+
+@dataclass
+class String(IdlStruct, typename="std_msgs::msg::dds_::String_"):
+    """std_msgs/msg/String."""
+
+    data: str = ""
+
+
+@dataclass
+class JointState(IdlStruct, typename="sensor_msgs::msg::dds_::JointState_"):
+    """sensor_msgs/msg/JointState."""
+
+    header: Header = field(default_factory=Header)
+    name: StringSeq = field(default_factory=list)
+    position: Float64Seq = field(default_factory=list)
+    velocity: Float64Seq = field(default_factory=list)
+    effort: Float64Seq = field(default_factory=list)
+
+
+@dataclass
+class Vector3(IdlStruct, typename="geometry_msgs::msg::dds_::Vector3_"):
+    """geometry_msgs/msg/Vector3."""
+
+    x: float64 = 0.0
+    y: float64 = 0.0
+    z: float64 = 0.0
+
+
+@dataclass
+class Point(IdlStruct, typename="geometry_msgs::msg::dds_::Point_"):
+    """geometry_msgs/msg/Point."""
+
+    x: float64 = 0.0
+    y: float64 = 0.0
+    z: float64 = 0.0
+
+
+@dataclass
+class Quaternion(IdlStruct, typename="geometry_msgs::msg::dds_::Quaternion_"):
+    """geometry_msgs/msg/Quaternion (identity by default, as in ROS)."""
+
+    x: float64 = 0.0
+    y: float64 = 0.0
+    z: float64 = 0.0
+    w: float64 = 1.0
+
+
+@dataclass
+class Transform(IdlStruct, typename="geometry_msgs::msg::dds_::Transform_"):
+    """geometry_msgs/msg/Transform."""
+
+    translation: Vector3 = field(default_factory=Vector3)
+    rotation: Quaternion = field(default_factory=Quaternion)
+
+
+@dataclass
+class TransformStamped(IdlStruct, typename="geometry_msgs::msg::dds_::TransformStamped_"):
+    """geometry_msgs/msg/TransformStamped."""
+
+    header: Header = field(default_factory=Header)
+    child_frame_id: str = ""
+    transform: Transform = field(default_factory=Transform)
+
+
+@dataclass
+class Pose(IdlStruct, typename="geometry_msgs::msg::dds_::Pose_"):
+    """geometry_msgs/msg/Pose."""
+
+    position: Point = field(default_factory=Point)
+    orientation: Quaternion = field(default_factory=Quaternion)
+
+
+@dataclass
+class PoseStamped(IdlStruct, typename="geometry_msgs::msg::dds_::PoseStamped_"):
+    """geometry_msgs/msg/PoseStamped."""
+
+    header: Header = field(default_factory=Header)
+    pose: Pose = field(default_factory=Pose)
+
+
+@dataclass
+class Twist(IdlStruct, typename="geometry_msgs::msg::dds_::Twist_"):
+    """geometry_msgs/msg/Twist."""
+
+    linear: Vector3 = field(default_factory=Vector3)
+    angular: Vector3 = field(default_factory=Vector3)
+
+
+@dataclass
+class TwistStamped(IdlStruct, typename="geometry_msgs::msg::dds_::TwistStamped_"):
+    """geometry_msgs/msg/TwistStamped."""
+
+    header: Header = field(default_factory=Header)
+    twist: Twist = field(default_factory=Twist)
+
+
+@dataclass
+class Wrench(IdlStruct, typename="geometry_msgs::msg::dds_::Wrench_"):
+    """geometry_msgs/msg/Wrench."""
+
+    force: Vector3 = field(default_factory=Vector3)
+    torque: Vector3 = field(default_factory=Vector3)
+
+
+@dataclass
+class WrenchStamped(IdlStruct, typename="geometry_msgs::msg::dds_::WrenchStamped_"):
+    """geometry_msgs/msg/WrenchStamped."""
+
+    header: Header = field(default_factory=Header)
+    wrench: Wrench = field(default_factory=Wrench)
+
+
+@dataclass
+class OperatingState(IdlStruct, typename="crtk_msgs::msg::dds_::OperatingState_"):
+    """crtk_msgs/msg/OperatingState (CRTK: state is DISABLED, ENABLED, PAUSED or FAULT)."""
+
+    header: Header = field(default_factory=Header)
+    state: str = ""
+    is_homed: bool = False
+    is_busy: bool = False
+
+
+@dataclass
+class MedgwOperatingState(IdlStruct, typename="medgw_msgs::msg::dds_::OperatingState_"):
+    """medgw_msgs/msg/OperatingState: the CRTK layout for systems without crtk_msgs."""
+
+    header: Header = field(default_factory=Header)
+    state: str = ""
+    is_homed: bool = False
+    is_busy: bool = False
+
+
+IDL_TYPES: dict[str, type[IdlStruct]] = {
+    "builtin_interfaces/msg/Time": Time,
+    "std_msgs/msg/Header": Header,
+    "std_msgs/msg/String": String,
+    "sensor_msgs/msg/JointState": JointState,
+    "geometry_msgs/msg/Vector3": Vector3,
+    "geometry_msgs/msg/Point": Point,
+    "geometry_msgs/msg/Quaternion": Quaternion,
+    "geometry_msgs/msg/Transform": Transform,
+    "geometry_msgs/msg/TransformStamped": TransformStamped,
+    "geometry_msgs/msg/Pose": Pose,
+    "geometry_msgs/msg/PoseStamped": PoseStamped,
+    "geometry_msgs/msg/Twist": Twist,
+    "geometry_msgs/msg/TwistStamped": TwistStamped,
+    "geometry_msgs/msg/Wrench": Wrench,
+    "geometry_msgs/msg/WrenchStamped": WrenchStamped,
+    "crtk_msgs/msg/OperatingState": OperatingState,
+    "medgw_msgs/msg/OperatingState": MedgwOperatingState,
+}
+"""ROS 2 type name -> IdlStruct class."""
+
+CRTK_OPERATING_STATE_MSG = """\
+std_msgs/Header header
+string state
+bool is_homed
+bool is_busy
+"""
+"""The crtk_msgs/msg/OperatingState definition (for rosbags' typestore)."""
+
+
+def idl_type(ros_type: str) -> "type[IdlStruct]":
+    """Return the IdlStruct class of a ROS 2 type; KeyError names the type if unknown."""
+    try:
+        return IDL_TYPES[ros_type]
+    except KeyError:
+        raise KeyError(f"no DDS type for ROS type {ros_type!r}") from None

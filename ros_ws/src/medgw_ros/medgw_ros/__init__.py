@@ -1,0 +1,1 @@
+"""medgw_ros: the medgw gateway as a ROS 2 node."""
