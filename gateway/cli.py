@@ -73,7 +73,8 @@ def run(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = Fals
         health = None
         if loaded.config.health.enabled:
             health = HealthServer(loaded.config.health.host, loaded.config.health.port,
-                                  gateway.metrics.registry, gateway.health_report)
+                                  gateway.metrics.registry, gateway.health_report,
+                                  store=gateway.store)
             health.start()
             logging.getLogger("medgw").info("health and metrics on http://%s:%d/",
                                             loaded.config.health.host, health.port)
@@ -134,6 +135,86 @@ def demo(
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(1) from err
     raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def check(
+    config: ConfigOption,
+    timeout: Annotated[float, typer.Option(help="seconds per network check")] = 5.0,
+) -> None:
+    """Preflight: test the broker, InfluxDB and every device of a config; non-zero on failure."""
+    from rich.table import Table
+
+    from gateway.check import FAIL, OK, run_checks
+
+    loaded = _load(config)
+    results = run_checks(loaded, timeout)
+    table = Table(title=f"medgw check: {config}", show_lines=False)
+    for column in ("component", "target", "status", "detail"):
+        table.add_column(column)
+    colors = {OK: "green", FAIL: "bold red"}
+    for r in results:
+        color = colors.get(r.status, "yellow")
+        table.add_row(r.component, r.target, f"[{color}]{r.status}[/{color}]", r.detail)
+    Console(width=max(Console().width, 120)).print(table)
+    failed = [r for r in results if r.failed]
+    if failed:
+        console.print(f"[red]{len(failed)} check(s) failed[/red]", highlight=False)
+        raise typer.Exit(1)
+
+
+grafana_app = typer.Typer(help="Grafana dashboards, provisioning and alert rules.",
+                          no_args_is_help=True)
+app.add_typer(grafana_app, name="grafana")
+PromUrl = Annotated[str, typer.Option("--prometheus-url",
+                                      help="Prometheus (or VictoriaMetrics) scraping /metrics")]
+
+
+@grafana_app.command("render")
+def grafana_render(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")],
+    prometheus_url: PromUrl = "http://127.0.0.1:9090",
+    dashboards_path: Annotated[str | None, typer.Option(
+        help="dashboards directory as Grafana sees it (default: OUT/dashboards)")] = None,
+) -> None:
+    """Generate dashboards, datasource/provider provisioning and alert rules from a config."""
+    from gateway.grafana import render
+
+    rendered = render(_load(config), out, prometheus_url, dashboards_path)
+    for path in rendered.files:
+        print(path)
+    for note in rendered.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+@grafana_app.command("push")
+def grafana_push(
+    config: ConfigOption,
+    url: Annotated[str, typer.Option("--url", help="Grafana base URL (required, no default)")],
+    token: Annotated[str, typer.Option("--token", envvar="MEDGW_GRAFANA_TOKEN",
+                                       help="service-account token (or $MEDGW_GRAFANA_TOKEN)")],
+    prometheus_url: PromUrl = "http://127.0.0.1:9090",
+) -> None:
+    """Upload the generated datasources, dashboards and alert rules to a Grafana server."""
+    import tempfile
+
+    from gateway.grafana import render
+    from gateway.grafana.push import connect, push
+    from gateway.grafana.render import datasources_yaml
+
+    loaded = _load(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        rendered = render(loaded, Path(tmp), prometheus_url)
+    datasources = datasources_yaml(loaded, prometheus_url)["datasources"]
+    try:
+        result = push(connect(url, token), rendered.dashboards, datasources, rendered.alerts)
+    except MedgwError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(1) from err
+    print(f"pushed to {url}: folder {result.folder}, dashboards {', '.join(result.dashboards)}; "
+          f"datasources {', '.join(result.datasources)}; "
+          f"alert rules {', '.join(result.alert_rules)}")
 
 
 def _mount_simulators() -> None:

@@ -1,4 +1,8 @@
-"""Loopback HTTP endpoint: /health (JSON) and /metrics (Prometheus text format)."""
+"""Loopback HTTP endpoint: /health (JSON), /metrics (Prometheus), / and /api/streams.
+
+With a RingStore, ``/`` serves a live status page that polls ``/api/streams`` (every
+device and stream with rate, age, lag, quality, last values and a decimated sparkline).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from gateway.ring import RingStore
+
 HealthProbe = Callable[[], dict[str, Any]]
 
 
@@ -17,24 +23,37 @@ class HealthServer:
     """Serves health and metrics of one process on a loopback port (0 picks a free one)."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
-                 probe: HealthProbe) -> None:
-        registry_ref, probe_ref = registry, probe
+                 probe: HealthProbe, store: RingStore | None = None) -> None:
+        registry_ref, probe_ref, store_ref = registry, probe, store
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path == "/metrics":
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
                     self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry_ref))
-                elif self.path == "/health":
+                elif path == "/health":
                     report = probe_ref()
                     code = 200 if report.get("status") == "ok" else 503
                     self._reply(code, "application/json", orjson.dumps(report))
+                elif path in ("/", "/index.html") and store_ref is not None:
+                    from gateway.statuspage import page_html
+
+                    self._reply(200, "text/html; charset=utf-8", page_html())
+                elif path == "/api/streams" and store_ref is not None:
+                    from gateway.statuspage import stream_report
+
+                    doc = stream_report(store_ref, registry_ref)
+                    self._reply(200, "application/json", orjson.dumps(doc))
                 else:
-                    self._reply(404, "text/plain", b"not found: try /health or /metrics\n")
+                    hint = "/, /api/streams, " if store_ref is not None else ""
+                    self._reply(404, "text/plain",
+                                f"not found: try {hint}/health or /metrics\n".encode())
 
             def _reply(self, code: int, content_type: str, body: bytes) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 self.wfile.write(body)
 
