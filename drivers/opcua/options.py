@@ -1,0 +1,171 @@
+"""Options of the OPC UA driver (validated when the gateway config is loaded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from drivers.opcua.mapping import EventRule, split_pattern
+from gateway.errors import DeviceError
+
+DEFAULT_CLIENT_URI = "urn:medgw:gateway:opcua-client"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrowseSpec(_Strict):
+    """Nodes found by a glob over browse names below the Objects folder.
+
+    Each matching variable becomes field ``snake_case(browse name)`` of stream
+    ``<browse name of its parent>`` (e.g. ``Fleet/*/*`` -> stream ``carrier-01``,
+    field ``payload_temperature``). Non-numeric variables are skipped.
+    """
+
+    pattern: str = Field(description="e.g. 'Fleet/*/*' or 'Fleet/carrier-0?/Battery'")
+    fields: tuple[str, ...] | None = Field(
+        default=None, description="keep exactly these fields (fixes the stream shape)")
+    exclude: tuple[str, ...] = Field(default=(), description="field names to skip")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        split_pattern(value)
+        return value
+
+
+class NodeSpec(_Strict):
+    """One variable chosen by node id (``ns=2;s=...``, ``nsu=<uri>;s=...``, ``i=2258``)."""
+
+    node_id: str
+    stream: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    field: str = Field(pattern=r"^[a-z0-9_]+$")
+    unit: str | None = Field(default=None, description="default: the node's EngineeringUnits")
+
+
+class EventOptions(_Strict):
+    """Carrier event rules (stream '<carrier>.events', measurement carrier_event)."""
+
+    enabled: bool = True
+    temperature_field: str = "payload_temperature"
+    temperature_min: float = 2.0
+    temperature_max: float = 8.0
+    door_field: str = "door_open"
+    mission_field: str = "mission_state"
+    in_transit_states: tuple[int, ...] = (2,)
+    fault_states: tuple[int, ...] = (4,)
+    alarm_field: str = "active_alarm"
+
+    def rule(self) -> EventRule:
+        """Return the pure rule object used by the detector."""
+        return EventRule(**self.model_dump(exclude={"enabled"}))
+
+
+class OpcUaOptions(_Strict):
+    """Options of one OPC UA server (a fleet server or a single device)."""
+
+    endpoint: str = Field(pattern=r"^opc\.tcp://", description="opc.tcp://host:port/path")
+    security_policy: Literal["None", "Basic256Sha256"] = Field(
+        default="Basic256Sha256", description='"None" must be written out to disable security')
+    security_mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
+    certificate: Path | None = Field(default=None, validate_default=True,
+                                     description="client certificate (DER/PEM)")
+    private_key: Path | None = Field(default=None, validate_default=True,
+                                     description="client private key (PEM/DER)")
+    private_key_password: SecretStr | None = None
+    server_certificate: Path | None = Field(
+        default=None, validate_default=True,
+        description="the server certificate to trust (pinned)")
+    application_uri: str | None = Field(
+        default=None, description="default: the URI in the client certificate")
+    username: str | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    browse: tuple[BrowseSpec, ...] = ()
+    nodes: tuple[NodeSpec, ...] = ()
+    publishing_interval_ms: float = Field(default=100.0, gt=0, le=600_000)
+    sampling_interval_ms: float = Field(default=100.0, ge=0, le=600_000)
+    queue_size: int = Field(default=10, ge=1, le=100_000)
+    deadband: float = Field(default=0.0, ge=0, description="absolute deadband, 0 = off")
+    timestamp_source: Literal["source", "server"] = "source"
+    measurement: str = Field(default="carrier", pattern=r"^[A-Za-z0-9_.-]+$")
+    event_measurement: str = Field(default="carrier_event", pattern=r"^[A-Za-z0-9_.-]+$")
+    events: EventOptions = EventOptions()
+    rediscover_interval_s: float = Field(default=10.0, ge=0, description="0 = at connect only")
+    request_timeout_s: float = Field(default=4.0, gt=0, le=300)
+    reconnect_initial_s: float = Field(default=0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("certificate", "private_key", "server_certificate", mode="after")
+    @classmethod
+    def _secure_files(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if info.data.get("security_policy", "Basic256Sha256") == "None":
+            return value
+        if value is None:
+            raise ValueError(
+                f"required for security_policy {info.data.get('security_policy')}"
+                f" {info.data.get('security_mode', '')}: give the path of the"
+                f" {info.field_name}, or write security_policy: \"None\" to connect"
+                " without security")
+        if not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _checks(self) -> OpcUaOptions:
+        if not self.browse and not self.nodes:
+            raise ValueError("give at least one 'browse' pattern or one entry in 'nodes'")
+        given = [k for k in ("password", "password_env", "password_file")
+                 if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give only one of password, password_env, password_file: {given}")
+        if given and self.username is None:
+            raise ValueError(f"{given[0]} is set but username is missing")
+        if self.username is not None and not given:
+            raise ValueError("username is set: give password, password_env or password_file")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        return self
+
+    @property
+    def secure(self) -> bool:
+        """Return True unless security_policy is "None"."""
+        return self.security_policy != "None"
+
+    def resolve_password(self) -> str | None:
+        """Return the password now (env/file read at connect); DeviceError names a missing one."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise DeviceError(f"password_env: environment variable {self.password_env}"
+                                  " is not set")
+            return value
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as err:
+                raise DeviceError(f"password_file: cannot read {self.password_file}:"
+                                  f" {err.strerror}") from err
+        return None

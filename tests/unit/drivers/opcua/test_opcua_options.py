@@ -1,0 +1,185 @@
+"""Unit tests of the OPC UA driver options, error messages and read-only guarantee."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from asyncua import ua
+from pydantic import ValidationError
+
+import drivers.opcua
+from drivers.opcua.options import OpcUaOptions
+from drivers.opcua.session import translate_error
+from drivers.registry import load_driver, sample_config_path
+from gateway.config import load_config, parse_config
+from gateway.errors import ConfigError, DeviceError
+
+ENDPOINT = "opc.tcp://127.0.0.1:4840/medgw/carriers"
+BROWSE = [{"pattern": "Fleet/*/*"}]
+
+
+def plain(**extra: Any) -> dict[str, Any]:
+    """Options of an unsecured connection plus ``extra``."""
+    return {"endpoint": ENDPOINT, "security_policy": "None", "browse": BROWSE, **extra}
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Path]:
+    """Three files standing in for certificate, key and server certificate (paths only)."""
+    files = {}
+    for key in ("certificate", "private_key", "server_certificate"):
+        files[key] = tmp_path / f"{key}.der"
+        files[key].write_bytes(b"x")
+    return files
+
+
+def errors(exc: ValidationError) -> dict[str, str]:
+    """Map 'a.b' locations to messages."""
+    return {".".join(str(p) for p in e["loc"]): e["msg"] for e in exc.errors()}
+
+
+def test_security_is_on_by_default_and_names_the_missing_keys() -> None:
+    with pytest.raises(ValidationError) as info:
+        OpcUaOptions.model_validate({"endpoint": ENDPOINT, "browse": BROWSE})
+    found = errors(info.value)
+    assert set(found) == {"certificate", "private_key", "server_certificate"}
+    assert all('security_policy: "None"' in msg for msg in found.values())
+    assert "Basic256Sha256 SignAndEncrypt" in found["certificate"]
+
+
+def test_the_gateway_config_error_names_the_key(tmp_path: Path) -> None:
+    data = yaml.safe_load(sample_config_path("opcua").read_text(encoding="utf-8"))
+    del data["devices"][0]["options"]["security_policy"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "gw.yaml")
+    assert "devices[0].options.certificate" in str(info.value)
+    assert "gw.yaml" in str(info.value)
+
+
+def test_policy_none_must_be_written_and_then_needs_no_files() -> None:
+    options = OpcUaOptions.model_validate(plain())
+    assert not options.secure
+    assert options.security_mode == "SignAndEncrypt"
+
+
+def test_secure_options_accept_existing_files(pki: dict[str, Path]) -> None:
+    options = OpcUaOptions.model_validate(
+        {"endpoint": ENDPOINT, "browse": BROWSE, "security_mode": "Sign", **pki})
+    assert options.secure and options.security_mode == "Sign"
+    assert options.certificate == pki["certificate"]
+
+
+def test_missing_certificate_file_is_named(pki: dict[str, Path], tmp_path: Path) -> None:
+    pki["server_certificate"] = tmp_path / "absent.der"
+    with pytest.raises(ValidationError) as info:
+        OpcUaOptions.model_validate({"endpoint": ENDPOINT, "browse": BROWSE, **pki})
+    assert errors(info.value) == {"server_certificate":
+                                  f"Value error, file not found: {tmp_path / 'absent.der'}"}
+
+
+@pytest.mark.parametrize("policy", ["none", "Basic128Rsa15", "Aes256"])
+def test_unknown_policies_are_refused(policy: str) -> None:
+    with pytest.raises(ValidationError, match="security_policy"):
+        OpcUaOptions.model_validate(plain(security_policy=policy))
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"password": "a", "password_env": "B", "username": "u"}, "only one of"),
+    ({"username": "gateway"}, "give password, password_env or password_file"),
+    ({"password": "secret"}, "username is missing"),
+    ({"browse": []}, "at least one 'browse' pattern"),
+    ({"browse": [{"pattern": "Fleet//Battery"}]}, "empty segment"),
+    ({"endpoint": "http://127.0.0.1:4840"}, "endpoint"),
+    ({"queue_size": 0}, "queue_size"),
+    ({"publishing_interval_ms": 0}, "publishing_interval_ms"),
+    ({"deadband": -1}, "deadband"),
+    ({"timestamp_source": "gateway"}, "timestamp_source"),
+    ({"reconnect_initial_s": 5, "reconnect_max_s": 1}, "reconnect_max_s"),
+    ({"nodes": [{"node_id": "ns=2;s=x", "stream": "a/b", "field": "f"}]}, "stream"),
+    ({"sampling_rate": 10}, "Extra inputs are not permitted"),
+])
+def test_invalid_options_are_refused(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        OpcUaOptions.model_validate(plain(**extra))
+
+
+def test_password_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert OpcUaOptions.model_validate(
+        plain(username="u", password="inline")).resolve_password() == "inline"
+    monkeypatch.setenv("MEDGW_TEST_OPCUA_PW", "from-env")
+    assert OpcUaOptions.model_validate(
+        plain(username="u", password_env="MEDGW_TEST_OPCUA_PW")).resolve_password() == "from-env"
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n", encoding="utf-8")
+    assert OpcUaOptions.model_validate(
+        plain(username="u", password_file=str(secret))).resolve_password() == "from-file"
+    assert OpcUaOptions.model_validate(plain()).resolve_password() is None
+
+
+def test_missing_password_env_is_a_device_error_naming_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDGW_TEST_ABSENT", raising=False)
+    options = OpcUaOptions.model_validate(plain(username="u", password_env="MEDGW_TEST_ABSENT"))
+    with pytest.raises(DeviceError, match="password_env: environment variable MEDGW_TEST_ABSENT"):
+        options.resolve_password()
+
+
+def test_password_is_not_shown_in_repr() -> None:
+    options = OpcUaOptions.model_validate(plain(username="u", password="hunter2"))
+    assert "hunter2" not in repr(options)
+
+
+def test_sample_config_validates_and_spells_out_policy_none() -> None:
+    path = sample_config_path("opcua")
+    loaded = load_config(path)
+    options = loaded.driver_options["carrier-fleet"]
+    assert isinstance(options, OpcUaOptions)
+    assert options.security_policy == "None"
+    assert 'security_policy: "None"' in path.read_text(encoding="utf-8")
+    assert load_driver("opcua").options_model is OpcUaOptions
+
+
+# ---------------------------------------------------------------- error messages
+def test_auth_error_message() -> None:
+    options = OpcUaOptions.model_validate(plain(username="gateway", password="x"))
+    err = translate_error(ua.UaStatusCodeError(ua.StatusCodes.BadUserAccessDenied), options)
+    assert str(err) == (f"OPC UA server {ENDPOINT} refused user 'gateway'"
+                        " (BadUserAccessDenied): wrong username or password")
+
+
+def test_certificate_error_message(pki: dict[str, Path]) -> None:
+    options = OpcUaOptions.model_validate({"endpoint": ENDPOINT, "browse": BROWSE, **pki})
+    err = translate_error(ua.UaStatusCodeError(ua.StatusCodes.BadCertificateUntrusted), options)
+    assert f"rejected the client certificate {pki['certificate']}" in str(err)
+    assert "BadCertificateUntrusted" in str(err)
+    timeout = translate_error(asyncio.TimeoutError(), options)
+    assert f"check that server_certificate {pki['server_certificate']}" in str(timeout)
+
+
+def test_network_error_message() -> None:
+    options = OpcUaOptions.model_validate(plain())
+    err = translate_error(ConnectionRefusedError(111, "Connection refused"), options)
+    assert str(err) == f"cannot reach OPC UA server {ENDPOINT}: Connection refused"
+
+
+# ---------------------------------------------------------------- read-only
+FORBIDDEN = {"write_value", "write_values", "write_attribute", "write", "set_value",
+             "call_method", "call", "add_nodes", "delete_nodes", "add_references",
+             "delete_references", "history_update", "register_nodes"}
+
+
+def test_driver_code_never_writes_or_calls_on_the_device() -> None:
+    package = Path(drivers.opcua.__file__).parent
+    used = set()
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                used.add((source.name, node.func.attr))
+    offenders = sorted((f, name) for f, name in used if name in FORBIDDEN)
+    assert offenders == []
+    assert ("driver.py", "create_monitored_items") in used  # the scan does see calls
