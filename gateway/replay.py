@@ -162,7 +162,8 @@ def _flush(pipeline: TopicPipeline, payloads: list[bytes], stamps: list[int],
 
 def replay_from_config(path: str | Path, loaded: LoadedConfig, store: RingStore,
                        metrics: GatewayMetrics | None = None,
-                       device: str | None = None) -> ReplayResult:
+                       device: str | None = None,
+                       after_flush: AfterFlush | None = None) -> ReplayResult:
     """Replay a bag into ``store`` with the mapping of a ros2 device from a gateway config.
 
     ``device`` names the device; by default the config's only ros2 device is used. Streams
@@ -180,4 +181,4 @@ def replay_from_config(path: str | Path, loaded: LoadedConfig, store: RingStore,
     assert isinstance(options, Ros2Options)
     ctx = DriverContext(loaded.config.site, ros2[0].name, store, metrics or GatewayMetrics(),
                         log, loaded.config.publisher.ring_capacity)
-    return replay_bag(path, ctx, options=options)
+    return replay_bag(path, ctx, options=options, after_flush=after_flush)
