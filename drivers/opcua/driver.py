@@ -103,6 +103,20 @@ class OpcUaDriver:
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
+    async def check(self) -> str:
+        """Preflight for ``medgw check``: open a session as a run would, read the server state.
+
+        Read-only like everything else: one attribute read, then the session is closed.
+        """
+        client = await open_client(self.options)
+        try:
+            state = await client.nodes.server_state.read_value()
+            mode = (f"{self.options.security_policy} {self.options.security_mode}"
+                    if self.options.secure else "security None")
+        finally:
+            await close_client(client)
+        return f"session ok ({mode}), server state {ua.ServerState(state).name}"
+
     async def run(self) -> None:
         """Serve sessions until cancelled; reconnect with jittered backoff after any loss."""
         options = self.options

@@ -11,6 +11,7 @@ participant with jittered backoff if DDS fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import random
 import threading
@@ -153,6 +154,37 @@ class Ros2Driver:
         self.sessions = 0
 
     # -- asyncio side --------------------------------------------------------------------
+
+    async def check(self, listen_s: float = 3.0) -> str:
+        """Preflight for ``medgw check``: listen to DDS discovery briefly, count selected topics.
+
+        Creates a participant and a discovery reader only: nothing is subscribed or written.
+        """
+        return await asyncio.to_thread(self._check_discovery, listen_s)
+
+    def _check_discovery(self, listen_s: float) -> str:
+        participant = dds.open_participant(self.options.domain_id, self.options.network)
+        discovery = BuiltinDataReader(participant, BuiltinTopicDcpsPublication)
+        seen: dict[str, str] = {}
+        deadline = time.monotonic() + listen_s
+        try:
+            while time.monotonic() < deadline:
+                for endpoint in discovery.take(N=64):
+                    topic = ros_topic_name(str(endpoint.topic_name))
+                    with contextlib.suppress(ValueError):
+                        if topic is not None:
+                            seen[topic] = ros_type_name(str(endpoint.type_name))
+                time.sleep(0.05)
+        finally:
+            dds.delete_entities(discovery, participant)
+        selected = sorted(t for t, ros_type in seen.items()
+                          if self._wanted(t) and type_mapping(ros_type) is not None)
+        where = f"DDS domain {self.options.domain_id}"
+        if not selected:
+            raise DeviceError(f"{where}: no publisher of a selected topic within {listen_s:.0f} s"
+                              f" ({len(seen)} ROS topics seen): is the robot up, is the"
+                              " domain id right?")
+        return f"{where}: {len(selected)} selected topics published ({len(seen)} seen)"
 
     async def run(self) -> None:
         """Read until cancelled; on DDS failure recreate the participant with backoff."""
