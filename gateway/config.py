@@ -82,6 +82,26 @@ class PublisherConfig(Strict):
     ring_capacity: int = Field(default=65536, ge=16, le=100_000_000)
 
 
+class SpoolConfig(Strict):
+    """The publisher's disk spool (write-ahead, bounded; see gateway/spool.py)."""
+
+    dir: Path | None = Field(default=None, description="spool directory; default: a private "
+                             "temporary directory, which does not survive a restart")
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=4096)
+    segment_bytes: int = Field(default=8 * 1024 * 1024, ge=4096)
+    flush_interval_ms: float = Field(default=1000.0, gt=0, le=600_000,
+                                     description="fsync cadence: the power-loss window")
+    policy: Literal["drop_oldest", "drop_newest", "block"] = "drop_oldest"
+    confirm: bool = Field(default=True, description="keep records until an ingest worker "
+                          "confirms InfluxDB holds them (end to end), not just the broker")
+    confirm_timeout_s: float = Field(default=30.0, gt=0, description="send a record again "
+                                     "when acknowledged by the broker but not confirmed")
+    replay_window_s: float = Field(default=60.0, ge=0, description="acknowledged records kept "
+                                   "to resend when the broker loses its state")
+    ingest_wait_s: float = Field(default=30.0, ge=0, description="after the broker lost its "
+                                 "state, wait this long for an ingest worker before resending")
+
+
 class InfluxConfig(Strict):
     """Where the ingest writes: InfluxDB 1.x (v1) or a v2 write API (InfluxDB 2.x/3.x)."""
 
@@ -110,6 +130,14 @@ class IngestConfig(Strict):
     dead_letter_topic: str = "medgw/deadletter/v1"
     dead_letter_file: Path | None = None
     max_pending_messages: int = Field(default=2000, ge=1)
+    session_expiry_s: int = Field(default=0, ge=0, description="broker keeps a stopped "
+                                  "worker's session this long (0: clean session; the gateways' "
+                                  "end-to-end confirmation resends what a dead worker held)")
+    record_gaps: bool = Field(default=True, description="write sequence gaps to medgw_gap")
+    gap_grace_s: float = Field(default=60.0, ge=0, description="wait this long for late "
+                               "messages (another worker, a redelivery) before a sequence gap "
+                               "is confirmed against InfluxDB and recorded; keep it above "
+                               "spool.confirm_timeout_s, after which gateways resend")
 
 
 class HealthConfig(Strict):
@@ -136,6 +164,7 @@ class GatewayConfig(Strict):
     gateway: str = Field(pattern=NAME_PATTERN)
     mqtt: MqttConfig = MqttConfig()
     publisher: PublisherConfig = PublisherConfig()
+    spool: SpoolConfig = SpoolConfig()
     influxdb: InfluxConfig = InfluxConfig()
     ingest: IngestConfig = IngestConfig()
     health: HealthConfig = HealthConfig()

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from gateway.config import LoadedConfig
 from gateway.driver import Driver, DriverContext
 from gateway.metrics import GatewayMetrics
-from gateway.publisher import MqttPublisher
-from gateway.ring import RingStore
+from gateway.publisher import MqttPublisher, resolve_spool_dir
+from gateway.seqstate import SeqRingStore, SeqState
 
 log = logging.getLogger("medgw.daemon")
 
@@ -39,7 +39,11 @@ class Gateway:
         self.loaded = loaded
         self.config = loaded.config
         self.metrics = metrics or GatewayMetrics()
-        self.store = RingStore(self.config.publisher.ring_capacity)
+        # sequence numbers resume after a restart from the reservations in the spool dir
+        spool_dir, temporary = resolve_spool_dir(loaded)
+        self.store = SeqRingStore(self.config.publisher.ring_capacity,
+                                  SeqState(spool_dir / "seq.json",
+                                           2 * self.config.publisher.max_batch_samples))
         self.devices: list[DeviceRuntime] = []
         for device in self.config.devices:
             if not device.enabled:
@@ -52,7 +56,7 @@ class Gateway:
             info = load_driver(device.driver)
             driver = info.create(ctx, loaded.driver_options[device.name])
             self.devices.append(DeviceRuntime(device.name, device.driver, driver, ctx))
-        self.publisher = MqttPublisher(loaded, self.store, self.metrics)
+        self.publisher = MqttPublisher(loaded, self.store, self.metrics, spool_dir, temporary)
 
     async def run(self, stop: asyncio.Event) -> bool:
         """Run until ``stop`` is set; then drain the publisher. True if everything was acked."""
@@ -93,7 +97,8 @@ class Gateway:
         """Return the /health document: broker connection and every device's state."""
         devices = {
             d.name: {"driver": d.driver_name, "restarts": d.restarts, "finished": d.finished,
-                     "last_error": d.last_error}
+                     # drivers that retry on their own keep their latest device error
+                     "last_error": d.last_error or getattr(d.driver, "last_error", None)}
             for d in self.devices
         }
         broker_ok = self.publisher.connected.is_set()

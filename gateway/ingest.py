@@ -5,10 +5,22 @@ the load on one broker. Messages are acknowledged (manual PUBACK) only after Inf
 accepted their points: a worker that dies before a write loses nothing, the broker
 redelivers. A malformed payload is counted, sent to the dead-letter topic (and file)
 and acknowledged: it never stops the worker.
+
+After the write and the PUBACK, the worker confirms each data message to its gateway on
+``{prefix}_ctl/commit/{site}/{gateway}`` (stream key and first sequence number): the gateway
+keeps a record in its spool until then and sends it again when nobody confirmed it, so
+messages a killed worker or a killed broker held are not lost. Sessions are clean by
+default (``ingest.session_expiry_s: 0``), so a dead worker's share does not wait in the
+broker for it. Once subscribed, a worker announces itself (retained, with an "offline"
+Will) on ``{prefix}_ctl/ingest/{client_id}/status``; gateways wait for that after a broker
+restart before they resend.
+Duplicates (redeliveries, spool replays) are acknowledged without a second write and are
+not counted twice; sequence gaps are recorded in ``medgw_gap`` (see gateway/seqtrack.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -20,6 +32,7 @@ from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
+import requests
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -29,7 +42,13 @@ from gateway.errors import BrokerError, PayloadError, StoreError
 from gateway.influx import InfluxWriter, create_writer
 from gateway.lineproto import encode_batch
 from gateway.payload import data_topic, decode
-from gateway.publisher import describe_reason, make_mqtt_client
+from gateway.publisher import (
+    commit_topic,
+    describe_reason,
+    ingest_status_topic,
+    make_mqtt_client,
+)
+from gateway.seqtrack import Gap, Hole, SeqTracker, gap_line
 
 log = logging.getLogger("medgw.ingest")
 
@@ -44,6 +63,9 @@ class IngestStats:
     writes: int = 0
     retries: int = 0
     malformed: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    missing: int = 0
     status_messages: int = 0
     gateways: dict[str, str] = field(default_factory=dict)
     by_stream: dict[str, int] = field(default_factory=dict)
@@ -59,6 +81,9 @@ class _Pending:
     n_lines: int = 0
     n_samples: int = 0
     stream_key: str = ""
+    gateway: str = ""
+    site: str = ""
+    first_seq: int = 0
 
 
 def make_writer(loaded: LoadedConfig) -> InfluxWriter:
@@ -94,10 +119,20 @@ class Ingest:
             f"medgw-ingest-{self.config.ingest.group}-{worker_id}"
         )
         password = loaded.secret(self.config.mqtt.password, "mqtt.password")
+        self.client_id = client_id
         self.client = make_mqtt_client(self.config.mqtt, client_id, password, manual_ack=True)
+        self._status_topic = ingest_status_topic(self.prefix, client_id)
+        self.client.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
+        self.tracker = SeqTracker()
+        self._query_session: requests.Session | None = None
+        self._last_gap_check = time.monotonic()
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+
+    def _status(self, state: str) -> bytes:
+        return orjson.dumps({"v": 1, "worker": self.client_id, "group": self.config.ingest.group,
+                             "state": state, "ts": time.time_ns()})
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
                     reason: ReasonCode, properties: object = None) -> None:
@@ -114,6 +149,7 @@ class Ingest:
             log.error(self.last_error)
             return
         self.subscribed.set()
+        client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
         log.info("subscribed to %s", self.topic_filter)
 
     def _on_message(self, client: mqtt.Client, userdata: object,
@@ -126,10 +162,11 @@ class Ingest:
         props = Properties(PacketTypes.CONNECT)
         # The broker sends at most this many unacknowledged messages: our queue stays bounded.
         props.ReceiveMaximum = min(self.config.ingest.max_pending_messages, 65535)
-        props.SessionExpiryInterval = 0
+        expiry = self.config.ingest.session_expiry_s
+        props.SessionExpiryInterval = expiry
         self.client.connect_async(self.config.mqtt.host, self.config.mqtt.port,
-                                  keepalive=self.config.mqtt.keepalive_s, clean_start=True,
-                                  properties=props)
+                                  keepalive=self.config.mqtt.keepalive_s,
+                                  clean_start=expiry == 0, properties=props)
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="medgw-ingest-writer",
                                         daemon=True)
@@ -146,6 +183,7 @@ class Ingest:
             batch = self._collect()
             if batch:
                 self._process(batch)
+            self._check_gaps()
 
     def _collect(self) -> list[_Pending]:
         """Gather messages until the line budget or the flush interval is reached."""
@@ -176,7 +214,7 @@ class Ingest:
             self._ack([item])
             return False
         try:
-            _gateway, batch = decode(item.payload)
+            item.gateway, batch = decode(item.payload)
             expected = data_topic(self.prefix, batch.stream)
             if item.topic != expected:
                 raise PayloadError(f"topic {item.topic} does not match payload stream {expected}")
@@ -184,8 +222,15 @@ class Ingest:
         except PayloadError as err:
             self._quarantine(item, str(err))
             return False
-        item.n_samples = len(batch)
         item.stream_key = batch.stream.key
+        item.site = batch.stream.site
+        item.first_seq = batch.first_seq
+        item.n_samples = self.tracker.observe(batch)
+        duplicates = len(batch) - item.n_samples
+        self.stats.duplicates += duplicates
+        if item.n_samples == 0:  # already written: a redelivery or a replay
+            self._ack([item])
+            return False
         return True
 
     def _record_status(self, item: _Pending) -> None:
@@ -267,18 +312,102 @@ class Ingest:
         return True
 
     def _ack(self, batch: list[_Pending]) -> None:
+        commits: dict[tuple[str, str], list[tuple[str, int]]] = {}
         for item in batch:
             if item.qos > 0:
                 self.client.ack(item.mid, item.qos)
+            if item.stream_key:
+                commits.setdefault((item.site, item.gateway), []).append(
+                    (item.stream_key, item.first_seq))
+        for (site, gateway), done in commits.items():
+            self.client.publish(commit_topic(self.prefix, site, gateway),
+                                orjson.dumps({"c": done}), qos=1)
+
+    def _check_gaps(self, force: bool = False) -> None:
+        """Confirm holes older than the grace period and record the missing runs."""
+        cfg = self.config.ingest
+        if not cfg.record_gaps:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_gap_check < max(cfg.gap_grace_s / 2, 0.2):
+            return
+        self._last_gap_check = now
+        holes = self.tracker.due_holes(0.0 if force else cfg.gap_grace_s)
+        if not holes:
+            return
+        gaps: list[Gap] = []
+        for hole in holes:
+            try:
+                present = self._present(hole)
+            except StoreError as err:
+                log.warning("cannot check gap %s %d..%d yet: %s", hole.stream.key, hole.lo,
+                            hole.hi, err)
+                return
+            gaps.extend(self.tracker.settle(hole, present))
+        if gaps:
+            self._record_gaps(gaps)
+
+    def _present(self, hole: Hole) -> set[int]:
+        """Return the sequence numbers of ``hole`` InfluxDB already holds.
+
+        Another worker of the shared subscription may have written them. Only the v1
+        backend is queried (InfluxQL); with v2 every hole left after the grace is a gap.
+        """
+        cfg = self.config.influxdb
+        if cfg.backend != "v1":
+            return set()
+        s = hole.stream
+        source = f'"{cfg.retention_policy}"."{s.measurement}"' if cfg.retention_policy \
+            else f'"{s.measurement}"'
+        influxql = (f'SELECT "seq" FROM {source} WHERE "site"=\'{s.site}\' AND '
+                    f'"device"=\'{s.device}\' AND "stream"=\'{s.stream}\' AND '
+                    f"time > {hole.ts_before} AND time < {hole.ts_after}")
+        if self._query_session is None:
+            self._query_session = requests.Session()
+            if cfg.username is not None:
+                password = self.loaded.secret(cfg.password, "influxdb.password") or ""
+                self._query_session.auth = (cfg.username, password)
+        try:
+            resp = self._query_session.post(f"{cfg.url.rstrip('/')}/query",
+                                            data={"q": influxql, "db": cfg.database},
+                                            timeout=cfg.timeout_s)
+            resp.raise_for_status()
+            results = resp.json().get("results", [{}])
+        except (requests.RequestException, ValueError) as err:
+            raise StoreError(f"gap check query failed: {err}") from err
+        present: set[int] = set()
+        for series in results[0].get("series", []) if results else []:
+            present.update(int(row[1]) for row in series.get("values", []) if row[1] is not None)
+        return present
+
+    def _record_gaps(self, gaps: list[Gap]) -> None:
+        body = b"".join(gap_line(gap) for gap in gaps)
+        for gap in gaps:
+            log.warning("sequence gap in %s: %d..%d (%d samples missing)", gap.stream.key,
+                        gap.from_seq, gap.to_seq, gap.missing)
+        try:
+            self.writer.write(body, len(gaps))
+        except StoreError as err:
+            log.error("cannot record %d gaps: %s", len(gaps), err)
+            return
+        self.stats.gaps += len(gaps)
+        self.stats.missing += sum(gap.missing for gap in gaps)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Write what has arrived, acknowledge it, disconnect."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.subscribed.is_set():
+            info = self.client.publish(self._status_topic, self._status("offline"), qos=1,
+                                       retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=2)
         self.client.disconnect()
         self.client.loop_stop()
         self.writer.close()
+        if self._query_session is not None:
+            self._query_session.close()
 
 
 IngestFactory = Callable[[LoadedConfig], Ingest]
