@@ -181,4 +181,7 @@ def replay_from_config(path: str | Path, loaded: LoadedConfig, store: RingStore,
     assert isinstance(options, Ros2Options)
     ctx = DriverContext(loaded.config.site, ros2[0].name, store, metrics or GatewayMetrics(),
                         log, loaded.config.publisher.ring_capacity)
-    return replay_bag(path, ctx, options=options, after_flush=after_flush)
+    # appends must stay well below the ring's capacity, or after_flush comes too late
+    batch_size = max(1, min(1024, loaded.config.publisher.ring_capacity // 4))
+    return replay_bag(path, ctx, options=options, after_flush=after_flush,
+                      batch_size=batch_size)

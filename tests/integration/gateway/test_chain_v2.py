@@ -38,7 +38,10 @@ def test_v2_backend_writes_every_sample(mosquitto: MosquittoService,
         wait_until(lambda: chain.produced() == 2 * TOTAL, 20, message="sources to finish")
         chain.stop()
     assert chain.ingest.stats.samples == 2 * TOTAL
-    # victoria-metrics names series measurement_field; one sample per point and field
-    assert victoria.count_samples('{__name__="joint_state_seq",stream="js"}') == TOTAL
-    assert victoria.count_samples('{__name__="joint_state_f2",device="gen"}') == TOTAL
-    assert victoria.count_samples('{__name__="carrier_seq",stream="temp"}') == TOTAL
+    # victoria-metrics names series measurement_field; one sample per point and field. Its
+    # search lags the write by up to a second even after /internal/force_flush, so poll.
+    for series in ('{__name__="joint_state_seq",stream="js"}',
+                   '{__name__="joint_state_f2",device="gen"}',
+                   '{__name__="carrier_seq",stream="temp"}'):
+        wait_until(lambda s=series: victoria.count_samples(s) >= TOTAL, 10, message=series)
+        assert victoria.count_samples(series) == TOTAL
