@@ -64,6 +64,10 @@ def run(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = Fals
     """Run the edge daemon: drivers -> ring buffer -> MQTT, until SIGTERM/SIGINT."""
     setup_logging(log_json, verbose)
     loaded = _load(config)
+    if loaded.config.spool.dir is None:
+        logging.getLogger("medgw").warning(
+            "spool.dir is not set: the spool lives in a temporary directory and does not "
+            "survive a restart; set spool.dir (e.g. /var/lib/medgw/spool) on an edge box")
     from gateway.daemon import Gateway
     from gateway.health import HealthServer
 
