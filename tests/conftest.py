@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,6 +18,7 @@ from gateway.services import (
 from tests.helpers import InfluxTarget
 
 _SERVICES_ATTR = "_medgw_services"
+ServiceT = TypeVar("ServiceT", bound=ManagedProcess)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,17 +66,21 @@ def _cleanup(request: pytest.FixtureRequest, service: ManagedProcess) -> None:
         shutil.rmtree(service.workdir, ignore_errors=True)
 
 
-@pytest.fixture
-def mosquitto(request: pytest.FixtureRequest,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoService]:
-    """A fresh mosquitto broker for this test (anonymous, no persistence); free to kill."""
-    service = MosquittoService(tmp_path_factory.mktemp("mosquitto"))
+def _started(request: pytest.FixtureRequest, service: ServiceT) -> Iterator[ServiceT]:
+    """Start ``service`` for one test, show its log if the test fails, always stop it."""
     _register(request, service)
     try:
         service.start()
         yield service
     finally:
         _cleanup(request, service)
+
+
+@pytest.fixture
+def mosquitto(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoService]:
+    """A fresh mosquitto broker for this test (anonymous, no persistence); free to kill."""
+    yield from _started(request, MosquittoService(tmp_path_factory.mktemp("mosquitto")))
 
 
 @pytest.fixture
@@ -131,24 +136,13 @@ def influxdb(request: pytest.FixtureRequest, influxd: InfluxdService) -> Iterato
 def influxd_private(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                     ) -> Iterator[InfluxTarget]:
     """A private influxd for this test (free to kill/restart) with database ``medgw``."""
-    service = InfluxdService(tmp_path_factory.mktemp("influxd"))
-    _register(request, service)
-    try:
-        service.start()
+    for service in _started(request, InfluxdService(tmp_path_factory.mktemp("influxd"))):
         service.create_database("medgw")
         yield InfluxTarget(service, "medgw")
-    finally:
-        _cleanup(request, service)
 
 
 @pytest.fixture
 def victoria(request: pytest.FixtureRequest,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetricsService]:
     """A fresh, empty victoria-metrics for this test (v1 /write and v2 /api/v2/write)."""
-    service = VictoriaMetricsService(tmp_path_factory.mktemp("victoria"))
-    _register(request, service)
-    try:
-        service.start()
-        yield service
-    finally:
-        _cleanup(request, service)
+    yield from _started(request, VictoriaMetricsService(tmp_path_factory.mktemp("victoria")))
