@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -69,8 +70,9 @@ class Simulators:
             self._carrier_stop = asyncio.Event()
             config = SimConfig(port=self.opcua_port, carriers=self.carriers, rate_hz=10.0,
                                security=("None",), warmup_s=5.0)
-            async with CarrierSim(config):
+            async with CarrierSim(config) as sim:
                 self._carrier_ready.set()
+                await self._scripted_faults(sim)
                 await self._carrier_stop.wait()
 
         try:
@@ -78,6 +80,24 @@ class Simulators:
         except BaseException as err:  # reported by start(); the thread must not die silently
             self._carrier_error = err
             self._carrier_ready.set()
+
+    async def _scripted_faults(self, sim: Any) -> None:
+        """A few incidents so the event lane and the alarms have something to show."""
+        assert self._carrier_stop is not None
+        script = ((3.0, "a payload leaves 2-8 °C on carrier-03",
+                   lambda: sim.temperature_excursion("carrier-03")),
+                  (2.0, "a door opens in transit on carrier-07",
+                   lambda: sim.open_door_in_transit("carrier-07")),
+                  (2.0, "PSM2 faults", None))
+        for delay, what, action in script:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._carrier_stop.wait(), delay)
+                return  # the demo is over before this incident
+            console.print(f"[yellow]incident:[/yellow] {what}")
+            if action is not None:
+                await action()
+            elif self._robot is not None:
+                self._robot.fault("PSM2", "instrument not recognized")
 
     def start(self) -> None:
         """Start both simulators (the carrier server first: the driver connects to it)."""

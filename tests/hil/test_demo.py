@@ -18,5 +18,11 @@ def test_demo_lands_every_received_sample_in_influxdb(tmp_path: Path) -> None:
     assert "every sample the gateway received is in InfluxDB" in result.output
     for stream in ("davinci-or1/PSM1.measured_js", "carrier-fleet/carrier-01"):
         assert stream in result.output
+    # the scripted temperature excursion took the event lane all the way to InfluxDB
+    assert "incident: a payload leaves 2-8 °C on carrier-03" in result.output
+    row = next(line for line in result.output.splitlines()
+               if "demo-hospital/carrier-fleet/carrier-03.events" in line)
+    produced, published, stored, lost = (int(cell) for cell in row.split("│")[2:6])
+    assert produced >= 1 and produced == published == stored and lost == 0
     dashboards = sorted(p.name for p in (tmp_path / "grafana" / "dashboards").glob("*.json"))
     assert dashboards, "the demo renders Grafana dashboards for its config"
