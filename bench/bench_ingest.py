@@ -34,7 +34,7 @@ from gateway.config import parse_config  # noqa: E402
 from gateway.ingest import Ingest  # noqa: E402
 from gateway.lineproto import encode_batch  # noqa: E402
 from gateway.model import SampleBatch, StreamSpec, make_batch  # noqa: E402
-from gateway.payload import data_topic, encode  # noqa: E402
+from gateway.payload import ENCODERS, data_topic  # noqa: E402
 from gateway.services import InfluxdService, MosquittoService  # noqa: E402
 
 INFLIGHT = 256
@@ -78,7 +78,8 @@ def encode_batch_group(batches: list[SampleBatch]) -> bytes:
 
 
 def medgw_ingest(broker: MosquittoService, influxd: InfluxdService, db: str,
-                 batches: list[SampleBatch], lines_per_write: int, use_gzip: bool) -> float:
+                 batches: list[SampleBatch], lines_per_write: int, use_gzip: bool,
+                 encoding: str = "json") -> float:
     """Publish the batches' payloads; the medgw ingest writes them; points/s end to end."""
     loaded = parse_config({
         "site": "bench", "gateway": "gw",
@@ -92,7 +93,7 @@ def medgw_ingest(broker: MosquittoService, influxd: InfluxdService, db: str,
     ingest = Ingest(loaded)
     ingest.start()
     ingest.wait_subscribed(15)
-    payloads = [encode(b, "gw") for b in batches]
+    payloads = [ENCODERS[encoding](b, "gw") for b in batches]
     topic = data_topic("medgw/v1", batches[0].stream)
     points = sum(len(b) for b in batches)
     window = threading.BoundedSemaphore(INFLIGHT)
@@ -130,23 +131,26 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=7)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--lines-per-write", type=int, default=5000)
+    parser.add_argument("--encoding", choices=sorted(ENCODERS), default="json",
+                        help="payload encoding the gateway would publish")
     args = parser.parse_args()
     batches = make_batches(args.samples, args.width, args.batch)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     rows = []
     try:
-        rows = run_all(tmp, batches, args.samples, args.lines_per_write)
+        rows = run_all(tmp, batches, args.samples, args.lines_per_write, args.encoding)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{args.samples} points x {args.width} float fields, MQTT batches of {args.batch} "
-          f"samples, {args.lines_per_write} lines per /write, influxd 1.x on loopback")
+          f"samples ({args.encoding}), {args.lines_per_write} lines per /write, influxd 1.x "
+          "on loopback")
     print(f"{'gzip':6} {'raw HTTP /write pts/s':>22} {'medgw ingest pts/s':>20} {'ratio':>7}")
     for use_gzip, raw, ours in rows:
         print(f"{'on' if use_gzip else 'off':6} {raw:22,.0f} {ours:20,.0f} {ours / raw:7.2f}")
 
 
-def run_all(tmp: Path, batches: list[SampleBatch], samples: int,
-            lines_per_write: int) -> list[tuple[bool, float, float]]:
+def run_all(tmp: Path, batches: list[SampleBatch], samples: int, lines_per_write: int,
+            encoding: str) -> list[tuple[bool, float, float]]:
     """Both paths, gzip off then on, against one mosquitto and one influxd under ``tmp``."""
     rows = []
     with MosquittoService(tmp / "mosquitto") as broker, InfluxdService(tmp / "influxd") as influxd:
@@ -155,7 +159,8 @@ def run_all(tmp: Path, batches: list[SampleBatch], samples: int,
             influxd.create_database(raw_db)
             influxd.create_database(our_db)
             raw = raw_write(influxd.url, raw_db, batches, lines_per_write, use_gzip)
-            ours = medgw_ingest(broker, influxd, our_db, batches, lines_per_write, use_gzip)
+            ours = medgw_ingest(broker, influxd, our_db, batches, lines_per_write, use_gzip,
+                                encoding)
             assert count(influxd, raw_db) == count(influxd, our_db) == samples
             rows.append((use_gzip, raw, ours))
     return rows

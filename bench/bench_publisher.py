@@ -2,6 +2,7 @@
 same payloads (pre-encoded) with the same in-flight window, on a real mosquitto.
 
     python bench/bench_publisher.py [--samples 300000] [--width 7] [--batch 1000]
+                                    [--encoding json|binary]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.config import parse_config
 from gateway.metrics import GatewayMetrics
 from gateway.model import StreamSpec, make_batch
-from gateway.payload import data_topic, encode
+from gateway.payload import ENCODERS, data_topic
 from gateway.publisher import MqttPublisher
 from gateway.ring import RingStore
 from gateway.services import MosquittoService
@@ -56,12 +57,12 @@ def raw_paho(port: int, topic: str, payloads: list[bytes]) -> float:
     return elapsed
 
 
-def ours(port: int, samples: int, width: int, batch: int) -> float:
+def ours(port: int, samples: int, width: int, batch: int, encoding: str) -> float:
     """Append ``samples`` to a ring, let MqttPublisher drain it; seconds until all acked."""
     loaded = parse_config({
         "site": "bench", "gateway": "gw", "mqtt": {"port": port, "max_inflight": INFLIGHT},
         "publisher": {"max_batch_samples": batch, "max_latency_ms": 5,
-                      "ring_capacity": samples + 1},
+                      "ring_capacity": samples + 1, "encoding": encoding},
     })
     store = RingStore(samples + 1)
     spec = make_spec(width)
@@ -95,7 +96,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300_000)
     parser.add_argument("--width", type=int, default=7)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--encoding", choices=sorted(ENCODERS), default="json")
     args = parser.parse_args()
+    encode = ENCODERS[args.encoding]
     spec = make_spec(args.width)
     values = np.random.default_rng(1).standard_normal((args.samples, args.width))
     ts = np.arange(args.samples, dtype=np.int64) + time.time_ns()
@@ -104,11 +107,11 @@ def main() -> None:
                 for i in range(0, args.samples, args.batch)]
     with MosquittoService(Path(tempfile.mkdtemp(prefix="bench-pub-"))) as broker:
         raw_s = raw_paho(broker.port, data_topic("medgw/v1", spec), payloads)
-        our_s = ours(broker.port, args.samples, args.width, args.batch)
+        our_s = ours(broker.port, args.samples, args.width, args.batch, args.encoding)
     raw_rate, our_rate = args.samples / raw_s, args.samples / our_s
     mb = sum(map(len, payloads)) / 1e6
     print(f"{args.samples} samples x {args.width} fields in batches of {args.batch} "
-          f"({len(payloads)} messages, {mb:.1f} MB JSON), QoS 1, window {INFLIGHT}")
+          f"({len(payloads)} messages, {mb:.1f} MB {args.encoding}), QoS 1, window {INFLIGHT}")
     print(f"{'path':34} {'samples/s':>12}")
     print(f"{'raw paho (pre-encoded payloads)':34} {raw_rate:12,.0f}")
     print(f"{'medgw publisher (ring+encode+pub)':34} {our_rate:12,.0f}")

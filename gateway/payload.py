@@ -18,6 +18,7 @@ from gateway.errors import PayloadError
 from gateway.model import TOPIC_SAFE, SampleBatch, StreamKind, StreamSpec
 
 PAYLOAD_VERSION = 1
+BINARY_MAGIC = b"MGWB1\n"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -31,8 +32,8 @@ def status_topic(prefix: str, site: str, gateway: str) -> str:
     return f"{prefix}/{site}/{gateway}/status"
 
 
-def encode(batch: SampleBatch, gateway: str) -> bytes:
-    """Serialize a non-empty batch to the v1 JSON payload (NaN and inf become null)."""
+def _header(batch: SampleBatch, gateway: str) -> dict[str, Any]:
+    """Every payload key except the sample arrays (shared by both encodings)."""
     spec = batch.stream
     doc: dict[str, Any] = {
         "v": PAYLOAD_VERSION,
@@ -49,17 +50,52 @@ def encode(batch: SampleBatch, gateway: str) -> bytes:
         "seq": batch.first_seq,
         "n": len(batch),
         "historical": batch.historical,
-        "t": batch.timestamps_ns,
-        "q": batch.quality,
-        "values": batch.values,
     }
     if spec.labels:
         doc["labels"] = dict(spec.labels)
-    if batch.receive_ns is not None and batch.receive_ns.any():
-        doc["rx"] = batch.receive_ns
     if batch.text is not None:
         doc["text"] = batch.text
+    return doc
+
+
+def _has_rx(batch: SampleBatch) -> bool:
+    return batch.receive_ns is not None and bool(batch.receive_ns.any())
+
+
+def encode(batch: SampleBatch, gateway: str) -> bytes:
+    """Serialize a non-empty batch to the v1 JSON payload (NaN and inf become null)."""
+    doc = _header(batch, gateway)
+    doc["t"] = batch.timestamps_ns
+    doc["q"] = batch.quality
+    doc["values"] = batch.values
+    if _has_rx(batch):
+        doc["rx"] = batch.receive_ns
     return orjson.dumps(doc, option=_NUMPY)
+
+
+def encode_binary(batch: SampleBatch, gateway: str) -> bytes:
+    """Serialize a batch to the v1 binary payload: the JSON header, then raw arrays.
+
+    Layout: ``MGWB1\n`` + header JSON (the JSON payload's keys without t/q/values/rx,
+    plus ``"rx": true|false``) + ``\n`` + t (int64 LE, n) + q (uint8, n) + values
+    (float64 LE, n x width, row-major) [+ rx (int64 LE, n) when ``"rx"`` is true].
+    orjson never writes a raw newline, so the first one after the magic ends the header.
+    NaN and inf survive as IEEE 754 values.
+    """
+    has_rx = _has_rx(batch)
+    doc = _header(batch, gateway)
+    doc["rx"] = has_rx
+    parts = [BINARY_MAGIC, orjson.dumps(doc), b"\n",
+             batch.timestamps_ns.astype("<i8", copy=False).tobytes(),
+             batch.quality.tobytes(),
+             batch.values.astype("<f8", copy=False).tobytes()]
+    if has_rx:
+        assert batch.receive_ns is not None
+        parts.append(batch.receive_ns.astype("<i8", copy=False).tobytes())
+    return b"".join(parts)
+
+
+ENCODERS = {"json": encode, "binary": encode_binary}
 
 
 def _require(doc: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -85,7 +121,9 @@ def _name(doc: dict[str, Any], key: str) -> str:
 
 
 def decode(payload: bytes) -> tuple[str, SampleBatch]:
-    """Parse and check a payload; return (gateway id, batch). Raises PayloadError."""
+    """Parse and check a JSON or binary payload; return (gateway id, batch) or PayloadError."""
+    if payload.startswith(BINARY_MAGIC):
+        return _decode_binary(payload)
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as err:
@@ -104,6 +142,52 @@ def decode(payload: bytes) -> tuple[str, SampleBatch]:
         raise PayloadError("n must be >= 1 and seq >= 0")
     batch = _decode_arrays(doc, spec, n, seq)
     return _name(doc, "gateway"), batch
+
+
+def _decode_binary(payload: bytes) -> tuple[str, SampleBatch]:
+    start = len(BINARY_MAGIC)
+    end = payload.find(b"\n", start)
+    if end < 0:
+        raise PayloadError("binary payload: header not terminated")
+    try:
+        doc = orjson.loads(payload[start:end])
+    except orjson.JSONDecodeError as err:
+        raise PayloadError(f"binary payload: header is not JSON: {err}") from err
+    if not isinstance(doc, dict) or doc.get("v") != PAYLOAD_VERSION:
+        raise PayloadError("binary payload: header is not a v1 object")
+    extra = set(doc) - _KNOWN_KEYS
+    if extra or any(key in doc for key in ("t", "q", "values")):
+        raise PayloadError(f"binary payload: unexpected header keys {sorted(extra)}")
+    has_rx = _require(doc, "rx", bool)
+    spec = _decode_spec(doc)
+    n = _require(doc, "n", int)
+    seq = _require(doc, "seq", int)
+    if n < 1 or seq < 0:
+        raise PayloadError("n must be >= 1 and seq >= 0")
+    sizes = (8 * n, n, 8 * n * spec.width, 8 * n if has_rx else 0)
+    body = memoryview(payload)[end + 1:]
+    if len(body) != sum(sizes):
+        raise PayloadError(f"binary payload: {len(body)} bytes of arrays, expected {sum(sizes)}"
+                           f" for n={n} and width {spec.width}")
+    offsets = np.cumsum((0, *sizes))
+    ts = np.frombuffer(body[offsets[0]:offsets[1]], dtype="<i8").astype(np.int64)
+    quality = np.frombuffer(body[offsets[1]:offsets[2]], dtype=np.uint8).copy()
+    values = np.frombuffer(body[offsets[2]:offsets[3]], dtype="<f8").astype(np.float64)
+    rx = np.frombuffer(body[offsets[3]:offsets[4]], dtype="<i8").astype(np.int64) \
+        if has_rx else None
+    text = _check_text(doc.get("text"), n)
+    batch = SampleBatch(spec, ts, values.reshape(n, spec.width), quality, seq,
+                        historical=bool(_require(doc, "historical", bool)),
+                        text=text, receive_ns=rx)
+    return _name(doc, "gateway"), batch
+
+
+def _check_text(text: Any, n: int) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    if not isinstance(text, list) or len(text) != n or not all(isinstance(s, str) for s in text):
+        raise PayloadError(f"text must hold n={n} strings")
+    return tuple(text)
 
 
 def _decode_spec(doc: dict[str, Any]) -> StreamSpec:
@@ -154,15 +238,10 @@ def _decode_arrays(doc: dict[str, Any], spec: StreamSpec, n: int, seq: int) -> S
         raise PayloadError(f"values must be {n} rows of {spec.width} numbers, got {values.shape}")
     if quality.min() < 0 or quality.max() > 255:
         raise PayloadError("quality codes must be 0..255")
-    text = doc.get("text")
-    if text is not None and (
-        not isinstance(text, list) or len(text) != n or not all(isinstance(s, str) for s in text)
-    ):
-        raise PayloadError(f"text must hold n={n} strings")
     return SampleBatch(
         spec, ts, values, quality.astype(np.uint8), seq,
         historical=bool(_require(doc, "historical", bool)),
-        text=None if text is None else tuple(text),
+        text=_check_text(doc.get("text"), n),
         receive_ns=rx,
     )
 

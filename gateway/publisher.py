@@ -52,7 +52,7 @@ from gateway.config import LoadedConfig, MqttConfig
 from gateway.errors import BrokerError
 from gateway.metrics import GatewayMetrics
 from gateway.model import SampleBatch, StreamSpec
-from gateway.payload import data_topic, encode, status_topic
+from gateway.payload import ENCODERS, data_topic, status_topic
 from gateway.ring import RingReader, RingStore, StreamRing
 from gateway.seqstate import SeqRingStore
 from gateway.spool import Spool
@@ -143,6 +143,7 @@ class MqttPublisher:
         self.last_error: str | None = None
         self.broker_state_losses = 0
         self.historical = False  # mark every batch historical (replay of recorded data)
+        self._encode = ENCODERS[self.config.publisher.encoding]
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(self.config.mqtt.max_inflight)
@@ -360,7 +361,7 @@ class MqttPublisher:
         batch.historical = (self.historical or not self.connected.is_set()
                             or self.spool.has_unsent())
         topic = data_topic(self.prefix, batch.stream)
-        payload = encode(batch, self.config.gateway)
+        payload = self._encode(batch, self.config.gateway)
         if not self.spool.append(batch.stream.key, topic, payload, batch.first_seq, len(batch),
                                  batch.historical):
             if self.config.spool.policy == "block":
@@ -410,7 +411,7 @@ class MqttPublisher:
     def publish_batch(self, batch: SampleBatch) -> None:
         """Spool one batch and publish what the in-flight window allows (tests, tools)."""
         topic = data_topic(self.prefix, batch.stream)
-        self.spool.append(batch.stream.key, topic, encode(batch, self.config.gateway),
+        self.spool.append(batch.stream.key, topic, self._encode(batch, self.config.gateway),
                           batch.first_seq, len(batch), batch.historical)
         self._pump()
 

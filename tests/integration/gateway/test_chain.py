@@ -12,7 +12,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.synthetic.driver import SyntheticStream, waveform_values
-from gateway.payload import payload_schema
+from gateway.payload import BINARY_MAGIC, payload_schema
 from gateway.services import MosquittoService
 from tests.chain import Chain, chain_config
 from tests.helpers import InfluxTarget, wait_until
@@ -126,3 +126,23 @@ def test_malformed_messages_are_quarantined_not_fatal(mosquitto: MosquittoServic
     for stream in STREAMS:
         assert influxdb.count(str(stream["measurement"]),
                               where=f"\"stream\"='{stream['name']}'") == 500
+
+
+def test_binary_encoding_end_to_end(mosquitto: MosquittoService, influxdb: InfluxTarget) -> None:
+    recorder = PayloadRecorder(mosquitto)
+    loaded = chain_config(mosquitto, influxdb, [synthetic_device("gen-bin", 600)],
+                          publisher={"encoding": "binary"})
+    with Chain(loaded) as chain:
+        wait_until(lambda: chain.produced() == len(STREAMS) * 600, 30, message="sources")
+        chain.stop()
+    recorder.close()
+    assert recorder.payloads and all(p.startswith(BINARY_MAGIC) for p in recorder.payloads)
+    rows = influxdb.query("SELECT f0, f1, f2, f3, seq FROM joint_state ORDER BY time")
+    seq = np.array([row["seq"] for row in rows], dtype=np.int64)
+    assert seq.tolist() == list(range(600))
+    expected = waveform_values(SyntheticStream(**STREAMS[0]), seq)
+    np.testing.assert_array_equal(np.array([[row[f"f{i}"] for i in range(4)] for row in rows]),
+                                  expected)
+    events = influxdb.query("SELECT text FROM robot_event LIMIT 2")
+    assert [row["text"] for row in events] == ["synthetic event 0", "synthetic event 1"]
+    assert chain.ingest.stats.malformed == 0
