@@ -41,6 +41,7 @@ from gateway.config import LoadedConfig
 from gateway.errors import BrokerError, PayloadError, StoreError
 from gateway.influx import InfluxWriter, create_writer
 from gateway.lineproto import encode_batch
+from gateway.model import SampleBatch
 from gateway.payload import data_topic, decode
 from gateway.publisher import (
     commit_topic,
@@ -84,6 +85,8 @@ class _Pending:
     gateway: str = ""
     site: str = ""
     first_seq: int = 0
+    batch: SampleBatch | None = None
+    error: str | None = None
 
 
 def make_writer(loaded: LoadedConfig) -> InfluxWriter:
@@ -154,8 +157,23 @@ class Ingest:
 
     def _on_message(self, client: mqtt.Client, userdata: object,
                     message: mqtt.MQTTMessage) -> None:
-        payload = bytes(message.payload)
-        self._queue.put(_Pending(message.mid, message.qos, message.topic, payload))
+        item = _Pending(message.mid, message.qos, message.topic, bytes(message.payload))
+        if not item.topic.endswith("/status"):
+            self._decode(item)
+        self._queue.put(item)
+
+    def _decode(self, item: _Pending) -> None:
+        """Decode and encode to line protocol here, in paho's thread: stateless CPU work that
+        overlaps the writer thread's wait on InfluxDB."""
+        try:
+            item.gateway, batch = decode(item.payload)
+            expected = data_topic(self.prefix, batch.stream)
+            if item.topic != expected:
+                raise PayloadError(f"topic {item.topic} does not match payload stream {expected}")
+            item.lines, item.n_lines = encode_batch(batch)
+            item.batch = batch
+        except PayloadError as err:
+            item.error = str(err)
 
     def start(self) -> None:
         """Connect, subscribe and start the writer thread."""
@@ -213,15 +231,11 @@ class Ingest:
             self._record_status(item)
             self._ack([item])
             return False
-        try:
-            item.gateway, batch = decode(item.payload)
-            expected = data_topic(self.prefix, batch.stream)
-            if item.topic != expected:
-                raise PayloadError(f"topic {item.topic} does not match payload stream {expected}")
-            item.lines, item.n_lines = encode_batch(batch)
-        except PayloadError as err:
-            self._quarantine(item, str(err))
+        batch = item.batch
+        if batch is None:
+            self._quarantine(item, item.error or "not decoded")
             return False
+        item.batch = None  # the lines are all the writer needs
         item.stream_key = batch.stream.key
         item.site = batch.stream.site
         item.first_seq = batch.first_seq

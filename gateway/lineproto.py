@@ -25,8 +25,11 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import orjson
 
 from gateway.errors import PayloadError
 from gateway.model import SampleBatch, StreamSpec
@@ -116,21 +119,29 @@ def _slow_line(prefix: str, keys: Sequence[str], row: Sequence[float], tail: str
     return f"{prefix} {fields}{tail}"
 
 
+def _texts(array: npt.NDArray[Any]) -> list[str]:
+    """Format a 1-D numeric array as strings, in bulk: orjson writes the shortest
+    round-trip form of each float (like repr), about ten times faster than Python."""
+    return orjson.dumps(np.ascontiguousarray(array), option=orjson.OPT_SERIALIZE_NUMPY
+                        )[1:-1].decode().split(",")
+
+
 def encode_lines(batch: SampleBatch) -> list[str]:
     """Return the batch as line-protocol lines, each ending in ``\\n``."""
     n = len(batch)
     if n == 0:
         return []
-    timestamps = batch.timestamps_ns.tolist()
-    qualities = batch.quality.tolist()
-    seqs = range(batch.first_seq, batch.first_seq + n)
+    timestamps = _texts(batch.timestamps_ns)
+    qualities = _texts(batch.quality)
+    seqs = _texts(np.arange(batch.first_seq, batch.first_seq + n, dtype=np.int64))
     texts = None
     if batch.text is not None:
         texts = [escape_string(t) for t in batch.text]
     finite = np.isfinite(batch.values)
+    by_column = np.ascontiguousarray(batch.values.T)
     out: list[str] = []
     for prefix, columns, keys in _groups(batch.stream):
-        cols = [batch.values[:, j].tolist() for j in columns]
+        cols = [_texts(by_column[j]) for j in columns]
         head = _brace(prefix) + " " + "".join(f"{_brace(key)}={{}}," for key in keys)
         tail = "quality={}i,seq={}i" + (',text="{}"' if texts is not None else "") + " {}\n"
         fmt = (head + tail).format
@@ -143,7 +154,7 @@ def encode_lines(batch: SampleBatch) -> list[str]:
         ok = finite[:, list(columns)].all(axis=1)
         if not ok.all():
             for i in np.flatnonzero(~ok).tolist():
-                values = [col[i] for col in cols]
+                values = batch.values[i, list(columns)].tolist()
                 rest = (qualities[i], seqs[i]) + (() if texts is None else (texts[i],))
                 lines[i] = _slow_line(prefix, keys, values, tail.format(*rest, timestamps[i]))
         out.extend(lines)
