@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,10 +38,15 @@ class DriverContext:
     metrics: GatewayMetrics
     log: logging.Logger
     ring_capacity: int = 65536
+    event_ring_capacity: int = 4096  # events are rare: a small ring keeps RSS down
+    _last_event_ns: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add_stream(self, spec: StreamSpec) -> StreamRing:
         """Register one of this device's streams and return its ring."""
-        return self.store.add_stream(spec, self.ring_capacity)
+        capacity = self.ring_capacity
+        if spec.is_event:
+            capacity = min(capacity, self.event_ring_capacity)
+        return self.store.add_stream(spec, capacity)
 
     def stream_spec(self, stream: str, fields: tuple[str, ...], units: tuple[str, ...],
                     **kwargs: Any) -> StreamSpec:
@@ -51,7 +56,17 @@ class DriverContext:
     def append_one(self, ring: StreamRing, timestamp_ns: int, values: Any,
                    quality: int = Quality.GOOD, text: str | None = None,
                    receive_ns: int = 0) -> int:
-        """Append one sample and count it; the per-message path of event-driven drivers."""
+        """Append one sample and count it; the per-message path of event-driven drivers.
+
+        Two events of one stream never share a timestamp: InfluxDB would merge them into one
+        point (same series and time), so a tie moves the later event 1 ns on.
+        """
+        if ring.stream.is_event:
+            original = timestamp_ns
+            last_original, last_assigned = self._last_event_ns.get(ring.stream.key, (-1, -1))
+            if original == last_original:
+                timestamp_ns = last_assigned + 1
+            self._last_event_ns[ring.stream.key] = (original, timestamp_ns)
         seq = ring.append_one(timestamp_ns, np.asarray(values, dtype=np.float64), quality,
                               text, receive_ns)
         self.count(ring, 1, timestamp_ns)

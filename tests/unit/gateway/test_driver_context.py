@@ -1,0 +1,38 @@
+"""DriverContext: event timestamps never collide (InfluxDB would merge them), small event rings."""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.driver import DriverContext
+from gateway.metrics import GatewayMetrics
+from gateway.model import StreamKind
+from gateway.ring import RingStore
+
+
+def make_ctx() -> DriverContext:
+    return DriverContext("site", "dev", RingStore(1024), GatewayMetrics(),
+                         logging.getLogger("test"), ring_capacity=1024, event_ring_capacity=16)
+
+
+def test_simultaneous_events_get_distinct_timestamps() -> None:
+    ctx = make_ctx()
+    ring = ctx.add_stream(ctx.stream_spec("health", ("stale",), ("",), kind=StreamKind.EVENT))
+    for text in ("a stale", "b stale", "c stale"):
+        ctx.append_one(ring, 1_000, [1.0], text=text)
+    ctx.append_one(ring, 5_000, [0.0], text="a back")
+    batch = ring.snapshot()
+    assert batch is not None
+    assert batch.timestamps_ns.tolist() == [1_000, 1_001, 1_002, 5_000]
+    assert batch.text == ("a stale", "b stale", "c stale", "a back")
+
+
+def test_sampled_streams_keep_their_timestamps_and_events_get_small_rings() -> None:
+    ctx = make_ctx()
+    sampled = ctx.add_stream(ctx.stream_spec("js", ("p",), ("rad",)))
+    events = ctx.add_stream(ctx.stream_spec("ev", ("code",), ("",), kind=StreamKind.EVENT))
+    ctx.append_one(sampled, 7, [1.0])
+    ctx.append_one(sampled, 7, [2.0])
+    batch = sampled.snapshot()
+    assert batch is not None and batch.timestamps_ns.tolist() == [7, 7]
+    assert (sampled.capacity, events.capacity) == (1024, 16)
