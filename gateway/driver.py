@@ -37,7 +37,7 @@ class DriverContext:
     store: RingStore
     metrics: GatewayMetrics
     log: logging.Logger
-    ring_capacity: int = 65536
+    ring_capacity: int = 16384
     event_ring_capacity: int = 4096  # events are rare: a small ring keeps RSS down
     _last_event_ns: dict[str, tuple[int, int]] = field(default_factory=dict)
 

@@ -247,7 +247,7 @@ def _empty_decimated(width: int) -> Decimated:
 class RingStore:
     """All stream rings of one gateway, keyed by ``StreamSpec.key``."""
 
-    def __init__(self, default_capacity: int = 65536) -> None:
+    def __init__(self, default_capacity: int = 16384) -> None:
         self.default_capacity = default_capacity
         self._rings: dict[str, StreamRing] = {}
         self._lock = threading.Lock()
