@@ -16,9 +16,8 @@ from typing import Any
 import yaml
 
 from gateway.config import LoadedConfig, parse_config
-from gateway.daemon import Gateway, GatewayThread
-from gateway.ingest import Ingest
 from gateway.services import MosquittoService
+from tests.chain import Chain
 from tests.helpers import InfluxTarget, wait_until
 
 MEDGW = [str(Path(sys.executable).with_name("medgw"))]  # the installed console script
@@ -160,13 +159,11 @@ def report(fault: str, sent: int, stored: int, duplicates: int, window: str) -> 
           f"loss_window={window}")
 
 
-class InProcessChain:
-    """Gateway thread + one in-process ingest, stopped without assuming exact broker acks."""
+class InProcessChain(Chain):
+    """tests/chain.Chain, stopped without assuming exact broker acks (faults in between)."""
 
     def __init__(self, loaded: LoadedConfig) -> None:
-        self.ingest = Ingest(loaded)
-        self.gateway = Gateway(loaded)
-        self.runner = GatewayThread(self.gateway)
+        super().__init__(loaded)
         self.gateway_stopped = False
 
     def stop_gateway(self, timeout: float = 30.0) -> bool:
@@ -180,15 +177,8 @@ class InProcessChain:
 
     def start(self) -> InProcessChain:
         """Start the ingest, then the gateway."""
-        self.ingest.start()
-        self.ingest.wait_subscribed(15)
-        self.runner.start()
-        self.gateway.publisher.wait_connected(15)
+        self.__enter__()
         return self
-
-    def produced(self) -> int:
-        """Samples appended to every ring."""
-        return sum(r.write_seq - r.start_seq for r in self.gateway.store.rings())
 
     def finish(self, expected_samples: int, timeout: float = 40.0) -> bool:
         """Stop the gateway (drain) and wait until the ingest wrote ``expected_samples``."""
