@@ -1,0 +1,292 @@
+"""Benchmark: one full robot at up to 1 kHz through the whole chain, and where the time goes.
+
+One surgical robot (arms PSM1, PSM2, PSM3, ECM; measured_js, measured_cp, body/measured_cf;
+4 x 3 = 12 topics, so 12,000 messages/s at 1 kHz) publishes over DDS into the gateway
+process (``medgw run``), through mosquitto, the ingest process (``medgw ingest``) and
+into InfluxDB, at stepped rates (default 250, 500, 1000 Hz), each for ``--seconds``.
+A step is lossless when InfluxDB holds, for every topic, exactly as many GOOD samples as
+the simulator wrote (its own per-topic count), and the gateway's received count equals
+InfluxDB's. The highest lossless rate is reported.
+
+Then a profile phase at ``--profile-rate``: py-spy (``py-spy record --nonblocking --gil``,
+100 Hz; ``--gil`` samples only the thread holding the GIL, i.e. Python CPU time, not
+threads blocked in a wait) is attached to the gateway and the ingest process and the
+top functions by own time and by inclusive time are printed. The CPU figures of
+that phase include the profiler's sampling (it runs on the same 2 cores), so the rate
+steps are measured without it.
+
+    /tmp/venv/bin/python bench/bench_stress.py                 # ~4 min
+    /tmp/venv/bin/python bench/bench_stress.py --seconds 20 --rates 250,1000
+
+Writes bench/results/stress.json (and the raw py-spy stacks next to it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_floor import (
+    BIN,
+    DATABASE,
+    RESULTS,
+    FloorRun,
+    FloorSpec,
+    RobotSpec,
+    RunResult,
+    Servers,
+    distinct_domains,
+    influx_good_samples,
+)
+
+PY_SPY = BIN / "py-spy"
+_LINE_NO = re.compile(r":\d+\)$")
+
+
+def robot_spec(rate_hz: float, domains: list[int]) -> FloorSpec:
+    """Full robots at ``rate_hz`` (one per domain); DDS history deep enough for ~1 s stalls."""
+    depth = max(100, int(rate_hz))
+    robots = [RobotSpec(f"robot{i + 1}-{rate_hz:g}hz", domain, rate_hz=rate_hz,
+                        writer_depth=depth, reader_depth=depth)
+              for i, domain in enumerate(domains)]
+    return FloorSpec(robots=robots)
+
+
+def parse_step(text: str) -> tuple[float, int]:
+    """Parse ``1000`` or ``1000x2`` (rate in Hz, number of robots)."""
+    rate, _, robots = text.strip().partition("x")
+    return float(rate), int(robots or 1)
+
+
+def stale_markers(servers: Servers, device: str) -> int:
+    """Return the STALE samples (quality 3) InfluxDB holds for a device."""
+    rows = servers.influx.query(f'SELECT count("seq") FROM "pose","wrench","joint_state" '
+                                f'WHERE "device"=\'{device}\' AND "quality"=3 GROUP BY "stream"',
+                                DATABASE)
+    return sum(int(r.get("count") or 0) for r in rows)
+
+
+def step_verdict(spec: FloorSpec, result: RunResult, servers: Servers) -> dict[str, Any]:
+    """Compare per topic: simulator wrote vs GOOD samples in InfluxDB; gateway vs InfluxDB."""
+    per_topic: dict[str, tuple[int, int]] = {}
+    markers = 0
+    for robot in spec.robots:
+        good = influx_good_samples(servers.influx, DATABASE, robot.device)
+        published = result.robot_topics.get(robot.device, {})
+        markers += stale_markers(servers, robot.device)
+        for arm in robot.arms.split(","):
+            for topic in robot.topics:
+                name = f"/{arm}/{topic}"
+                stream = f"{arm}/{topic}".replace("/", ".")
+                per_topic[f"{robot.device}{name}"] = (published.get(name, 0),
+                                                      good.get(stream, 0))
+    wrote = sum(p for p, _ in per_topic.values())
+    stored_good = sum(g for _, g in per_topic.values())
+    lost_topics = {t: list(v) for t, v in per_topic.items() if v[0] != v[1]}
+    differing = result.missing_streams()
+    health = {k: v for k, v in differing.items() if k.endswith("/topic-health")}
+    other = {k: v for k, v in differing.items() if k not in health}
+    nominal = sum(r.messages_per_s() for r in spec.robots)
+    return {
+        "rate_hz": spec.robots[0].rate_hz, "robots": len(spec.robots),
+        "nominal_msg_s": nominal, "sim_wrote": wrote, "sim_msg_s": round(wrote / result.seconds),
+        "good_in_influx": stored_good, "lost_source_to_influx": wrote - stored_good,
+        "gateway_received": result.received_total, "influx_samples": result.stored_total,
+        "stale_markers": markers,
+        "lost_gateway_to_influx_data": sum(a - b for a, b in other.values()),
+        "health_events_overwritten": sum(a - b for a, b in health.values()),
+        "lossless": wrote == stored_good and not other and wrote > 0,
+        "lost_topics": lost_topics,
+        "streams_differing": {k: list(v) for k, v in differing.items()},
+        "gateway_cpu": result.cpu_percent.get("gateway"),
+        "ingest_cpu": result.cpu_percent.get("ingest"),
+        "sim_cpu": round(sum(v for k, v in result.cpu_percent.items()
+                             if k.startswith("robot-sim-")), 1),
+        "influxd_cpu": result.cpu_percent.get("influxd"),
+        "mosquitto_cpu": result.cpu_percent.get("mosquitto"),
+        "gateway_rss_mb": result.peak_rss_mb.get("gateway"),
+        "ingest_rss_mb": result.peak_rss_mb.get("ingest"),
+        "latency_p50_ms": result.latency_ms.get("all", {}).get("p50", float("nan")),
+        "latency_p99_ms": result.latency_ms.get("all", {}).get("p99", float("nan")),
+        "overrun": result.metrics_extra.get("medgw_ring_overrun_samples_total"),
+        "gateway_user_sys": list(result.gateway_user_sys_percent),
+        "gateway_threads": [list(t) for t in result.gateway_threads[:10]],
+        "load_before": result.load_before, "load_after": result.load_after,
+    }
+
+
+class Profiler:
+    """Attaches py-spy to the gateway and ingest once the flow is steady (a FloorRun hook)."""
+
+    def __init__(self, out_dir: Path, start_after_s: float, duration_s: float) -> None:
+        self.out_dir = out_dir
+        self.start_after_s = start_after_s
+        self.duration_s = duration_s
+        self.t0: float | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.files: dict[str, Path] = {}
+
+    def __call__(self, run: FloorRun) -> None:
+        """Called by FloorRun every ~0.5 s of the steady window."""
+        now = time.monotonic()
+        if self.t0 is None:
+            self.t0 = now
+        if self.procs or now - self.t0 < self.start_after_s:
+            return
+        for name in ("gateway", "ingest"):
+            path = self.out_dir / f"pyspy-{name}.txt"
+            self.files[name] = path
+            self.procs[name] = subprocess.Popen(
+                [str(PY_SPY), "record", "--pid", str(run.children[name].pid), "--duration",
+                 str(int(self.duration_s)), "--rate", "100", "--format", "raw", "--output",
+                 str(path), "--nonblocking", "--threads", "--gil"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def finish(self) -> dict[str, dict[str, Any]]:
+        """Wait for py-spy and summarize each profile."""
+        out = {}
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(self.duration_s + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            if self.files[name].is_file():
+                out[name] = summarize(self.files[name])
+        return out
+
+
+def summarize(path: Path, top: int = 15) -> dict[str, Any]:
+    """Top functions by own and inclusive samples, and samples per thread, of raw stacks."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        thread, frames = frames[0], [_LINE_NO.sub(")", f) for f in frames[1:]]
+        total += count
+        threads[thread] += count
+        if frames:
+            own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+
+    def rows(counter: collections.Counter[str]) -> list[tuple[str, int, float]]:
+        return [(f, n, round(100 * n / total, 1)) for f, n in counter.most_common(top)]
+
+    return {"samples": total, "own": rows(own), "inclusive": rows(inclusive),
+            "threads": rows(threads)}
+
+
+def print_profile(name: str, prof: dict[str, Any]) -> None:
+    """Print one process's profile tables."""
+    print(f"\npy-spy --gil profile of the {name} process: {prof['samples']} samples "
+          "(100 Hz, only the thread holding the GIL: Python CPU time)")
+    for kind in ("own", "inclusive"):
+        print(f"\n| {name}: top by {kind} time | samples | % of GIL samples |\n|---|---:|---:|")
+        for frame, n, pct in prof[kind]:
+            print(f"| `{frame}` | {n} | {pct} |")
+    print(f"\n| {name}: thread | samples | % |\n|---|---:|---:|")
+    for frame, n, pct in prof["threads"][:8]:
+        print(f"| {frame} | {n} | {pct} |")
+
+
+def main() -> None:
+    """Run the rate steps and the profile phase; print and write the results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=40.0, help="steady flow per step")
+    parser.add_argument("--rates", default="250,500,1000,1000x2",
+                        help="Hz per topic, comma list; RATExN runs N robots at once")
+    parser.add_argument("--profile-rate", type=float, default=1000.0)
+    parser.add_argument("--profile-seconds", type=float, default=30.0, help="0: no profile")
+    parser.add_argument("--out", type=Path, default=RESULTS / "stress.json")
+    args = parser.parse_args()
+    command = "python bench/bench_stress.py " + " ".join(sys.argv[1:])
+    work = Path(tempfile.mkdtemp(prefix="medgw-stress-"))
+    plan = [parse_step(r) for r in args.rates.split(",") if r.strip()]
+    domains = distinct_domains(sum(n for _, n in plan) + 1)
+    steps: list[dict[str, Any]] = []
+    profile: dict[str, Any] = {}
+    print(f"work dir (logs, data): {work}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with Servers(work) as servers:
+        used = 0
+        for rate, robots in plan:
+            spec = robot_spec(rate, domains[used:used + robots])
+            used += robots
+            result = FloorRun(servers, spec, work / f"step-{rate:g}x{robots}").run(args.seconds)
+            steps.append(step_verdict(spec, result, servers))
+            print(f"step {rate:g} Hz x{robots}: {json.dumps(steps[-1])}", flush=True)
+        if args.profile_seconds > 0:
+            spec = robot_spec(args.profile_rate, domains[-1:])
+            profiler = Profiler(work, 5.0, max(5.0, args.profile_seconds - 8.0))
+            result = FloorRun(servers, spec, work / "profile", latency=False,
+                              during=profiler).run(args.profile_seconds)
+            profile = {"rate_hz": args.profile_rate, "verdict": step_verdict(spec, result,
+                                                                             servers),
+                       "processes": profiler.finish()}
+            for name, path in profiler.files.items():
+                if path.is_file():
+                    (RESULTS / f"stress-pyspy-{name}.txt").write_bytes(path.read_bytes())
+    print_stress(steps, profile, command)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"command": command, "steps": steps, "profile": profile, "cores": os.cpu_count(),
+           "spec_example": asdict(robot_spec(plan[-1][0], [0])),
+           "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    args.out.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+def print_stress(steps: list[dict[str, Any]], profile: dict[str, Any], command: str) -> None:
+    """Print the steps table, the verdict and the profiles."""
+    print(f"\ncommand: {command}")
+    print("\n| rate Hz x robots | nominal msg/s | sim wrote msg/s | lost sim->InfluxDB (GOOD) | "
+          "lost gateway->InfluxDB (data) | lossless | STALE markers | health events "
+          "overwritten | gateway CPU % | ingest CPU % | sims CPU % | influxd CPU % | "
+          "gateway RSS MB | latency p50/p99 ms | load before/after |")
+    print("|---|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for s in steps:
+        print(f"| {s['rate_hz']:g} x{s['robots']} | {s['nominal_msg_s']:.0f} | {s['sim_msg_s']} | "
+              f"{s['lost_source_to_influx']} | {s['lost_gateway_to_influx_data']} | "
+              f"{'yes' if s['lossless'] else 'NO'} | {s['stale_markers']} | "
+              f"{s['health_events_overwritten']} | {s['gateway_cpu']} | {s['ingest_cpu']} | "
+              f"{s['sim_cpu']} | {s['influxd_cpu']} | {s['gateway_rss_mb']} | "
+              f"{s['latency_p50_ms']:.0f}/{s['latency_p99_ms']:.0f} | "
+              f"{s['load_before']} / {s['load_after']} |")
+    print("\ngateway CPU by OS thread (% of one core; Python threads named by py-spy below):")
+    for s in steps:
+        user, system = s["gateway_user_sys"]
+        print(f"- {s['rate_hz']:g} Hz x{s['robots']}: user {user} %, system {system} %; "
+              + ", ".join(f"{name}[{tid}] {pct}" for tid, name, pct in s["gateway_threads"][:7]))
+    lossless = [s["nominal_msg_s"] for s in steps if s["lossless"]]
+    print(f"\nhighest lossless load: {max(lossless):.0f} msg/s" if lossless
+          else "\nno step was lossless")
+    if profile:
+        v = profile["verdict"]
+        print(f"\nprofile phase at {profile['rate_hz']:g} Hz (py-spy attached): gateway CPU "
+              f"{v['gateway_cpu']} % (user/system {v['gateway_user_sys']}), ingest CPU "
+              f"{v['ingest_cpu']} %, lossless {v['lossless']}; gateway threads: "
+              + ", ".join(f"{name}[{tid}] {pct}" for tid, name, pct in v["gateway_threads"]))
+        for name, prof in profile["processes"].items():
+            print_profile(name, prof)
+
+
+if __name__ == "__main__":
+    main()
