@@ -70,6 +70,8 @@ class Ros2Options(BaseModel):
         default=True, description="read best-effort publishers (sensor-data QoS) best-effort")
     default_rate_hz: float = Field(default=100.0, gt=0)
     stale_periods: float = Field(default=5.0, gt=0, description="silent periods before stale")
+    stale_min_ms: float = Field(default=100.0, ge=0, description="never stale after less "
+                                "silence than this: at 1 kHz, 5 periods is a scheduling hiccup")
     prismatic_joints: list[str] = Field(default_factory=lambda: ["outer_insertion", "insertion"])
     max_take: int = Field(default=256, ge=1, le=65536, description="samples per take call")
     poll_ms: float = Field(default=20.0, gt=0, le=1000, description="wait timeout, stale checks")
@@ -117,6 +119,7 @@ def topic_settings(options: Ros2Options, topic: str, ros_type: str,
         stream=explicit.stream if explicit is not None and explicit.stream else stream_name(topic),
         rate_hz=rate or options.default_rate_hz,
         stale_periods=stale,
+        stale_min_ns=int(options.stale_min_ms * 1e6),
         prismatic=frozenset(options.prismatic_joints),
     )
 

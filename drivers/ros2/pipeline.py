@@ -49,6 +49,7 @@ class TopicSettings:
     rate_hz: float
     stale_periods: float | None = None  # None: no stale detection for this topic
     prismatic: frozenset[str] = frozenset()
+    stale_min_ns: int = 0
 
 
 class Layout:
@@ -140,7 +141,8 @@ class TopicPipeline:
         self.last_values: FloatArray | None = None
         self.clock: StaleClock | None = None
         if settings.stale_periods is not None and settings.rate_hz > 0:
-            self.clock = StaleClock.for_rate(settings.rate_hz, settings.stale_periods)
+            self.clock = StaleClock.for_rate(settings.rate_hz, settings.stale_periods,
+                                             settings.stale_min_ns)
 
     @property
     def spec(self) -> StreamSpec | None:

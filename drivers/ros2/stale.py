@@ -14,6 +14,7 @@ class StaleClock:
 
     period_ns: int
     periods: float = 5.0
+    min_ns: int = 0  # never stale after less silence than this, whatever the rate
     last_seen_ns: int | None = None
     stale: bool = False
 
@@ -24,16 +25,16 @@ class StaleClock:
             raise ValueError("periods must be > 0")
 
     @classmethod
-    def for_rate(cls, rate_hz: float, periods: float) -> StaleClock:
+    def for_rate(cls, rate_hz: float, periods: float, min_ns: int = 0) -> StaleClock:
         """Build a clock for a topic published at ``rate_hz``."""
         if rate_hz <= 0:
             raise ValueError("rate_hz must be > 0")
-        return cls(period_ns=max(1, round(1e9 / rate_hz)), periods=periods)
+        return cls(period_ns=max(1, round(1e9 / rate_hz)), periods=periods, min_ns=min_ns)
 
     @property
     def limit_ns(self) -> int:
         """Return the silence after which the topic is stale."""
-        return int(self.period_ns * self.periods)
+        return max(int(self.period_ns * self.periods), self.min_ns)
 
     def silent_ns(self, now_ns: int) -> int:
         """Return how long the topic has been silent (0 before its first message)."""

@@ -42,3 +42,10 @@ def test_invalid_arguments() -> None:
         StaleClock.for_rate(0, 5)
     with pytest.raises(ValueError):
         StaleClock(period_ns=10, periods=0)
+
+
+def test_time_floor_keeps_fast_topics_from_flapping() -> None:
+    fast = StaleClock.for_rate(1000.0, 5.0, min_ns=100_000_000)
+    assert fast.limit_ns == 100_000_000  # 5 ms of silence at 1 kHz is not stale
+    slow = StaleClock.for_rate(1.0, 5.0, min_ns=100_000_000)
+    assert slow.limit_ns == 5_000_000_000  # the floor never shortens a slow topic's limit
