@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -54,7 +55,12 @@ def test_two_workers_split_the_load_and_a_killed_one_loses_nothing(
         gateway.publisher.wait_connected(15)
         wait_until(lambda: count_points(influxdb) > 300, 20, interval=0.2,
                    message="first points")
-        workers[0].kill()  # what it held unconfirmed, the gateway sends again (to b)
+        # Freeze worker a first so it certainly holds unacknowledged messages when it dies
+        # (killed between two writes it might hold none); the gateway resends them to b.
+        assert workers[0].proc is not None
+        workers[0].proc.send_signal(signal.SIGSTOP)
+        time.sleep(1.0)
+        workers[0].kill()
         time.sleep(4.0)
         resent = wait_until(lambda: gateway.publisher.spool.resent, 10, interval=0.1,
                             message="the gateway to resend what the dead worker held")
