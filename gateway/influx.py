@@ -151,6 +151,19 @@ class V1Writer:
         raise classify_http(resp.status_code, resp.content, resp.headers.get("Retry-After"),
                             self._where, n_lines)
 
+    def create_database(self) -> None:
+        """``CREATE DATABASE`` (idempotent); StoreError if InfluxDB refuses or is unreachable."""
+        try:
+            resp = self._session.post(f"{self.url}/query",
+                                      data={"q": f'CREATE DATABASE "{self.database}"'},
+                                      timeout=self._timeout)
+        except requests.RequestException as err:
+            raise StoreError(f"create database on {self._where}: connection failed "
+                             f"({type(err).__name__})", retryable=True) from err
+        if resp.status_code != 200 or b'"error"' in resp.content:
+            raise classify_http(resp.status_code if resp.status_code != 200 else 400,
+                                resp.content, None, self._where, 0)
+
     def close(self) -> None:
         """Close the HTTP session."""
         self._session.close()

@@ -26,7 +26,6 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +115,7 @@ class Ingest:
         self.last_error: str | None = None
         self._queue: queue.Queue[_Pending] = queue.Queue()
         self._stop = threading.Event()
+        self._created = False  # create_database tried (at most once per worker)
         self._thread: threading.Thread | None = None
         self._dead_letter_file: Path | None = self.config.ingest.dead_letter_file
         client_id = self.config.ingest.client_id or (
@@ -270,6 +270,21 @@ class Ingest:
         if ack:
             self._ack([item])
 
+    def _create_database(self) -> bool:
+        """Create the v1 database when configured to; True if the write is worth repeating."""
+        create = getattr(self.writer, "create_database", None)
+        if not self.config.influxdb.create_database or create is None or self._created:
+            return False
+        self._created = True  # once: a 404 after that is not a missing database
+        try:
+            create()
+        except StoreError as err:
+            log.error("InfluxDB database %s is missing and could not be created: %s",
+                      self.config.influxdb.database, err)
+            return False
+        log.info("created InfluxDB database %s", self.config.influxdb.database)
+        return True
+
     def _process(self, batch: list[_Pending]) -> None:
         if self._write(batch):
             self._ack(batch)
@@ -290,6 +305,8 @@ class Ingest:
             try:
                 self.writer.write(body, n_lines)
             except StoreError as err:
+                if err.status == 404 and self._create_database():
+                    continue  # the database did not exist yet: created, write again
                 if err.retryable:
                     self.stats.retries += 1
                     wait = err.retry_after_s or delay * random.uniform(0.5, 1.5)
@@ -424,4 +441,3 @@ class Ingest:
             self._query_session.close()
 
 
-IngestFactory = Callable[[LoadedConfig], Ingest]

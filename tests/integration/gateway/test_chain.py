@@ -146,3 +146,19 @@ def test_binary_encoding_end_to_end(mosquitto: MosquittoService, influxdb: Influ
     events = influxdb.query("SELECT text FROM robot_event LIMIT 2")
     assert [row["text"] for row in events] == ["synthetic event 0", "synthetic event 1"]
     assert chain.ingest.stats.malformed == 0
+
+
+def test_ingest_creates_a_missing_v1_database(mosquitto: MosquittoService,
+                                              influxdb: InfluxTarget) -> None:
+    missing = InfluxTarget(influxdb.service, f"{influxdb.database}_new")
+    loaded = chain_config(mosquitto, missing, [synthetic_device("gen-new", 300)])
+    try:
+        with Chain(loaded) as chain:
+            wait_until(lambda: chain.produced() == len(STREAMS) * 300, 20, message="sources")
+            chain.stop()
+        assert chain.ingest.stats.malformed == 0
+        for stream in STREAMS:
+            assert missing.count(str(stream["measurement"]),
+                                 where=f"\"stream\"='{stream['name']}'") == 300
+    finally:
+        influxdb.service.drop_database(missing.database)
