@@ -27,6 +27,7 @@ from drivers.opcua.mapping import (
     Row,
     RowAssembler,
     UniqueTimes,
+    chunk_by_stream,
     datetime_to_ns,
     quality_of,
     to_float,
@@ -38,7 +39,9 @@ from gateway.errors import DeviceError
 from gateway.model import Quality, StreamKind
 from gateway.ring import StreamRing
 
-_ITEM_BATCH = 1000
+# Most monitored items per CreateMonitoredItems request; a stream is never split over two
+# requests (chunk_by_stream), so one carrier with more items than this goes alone.
+ITEM_BATCH = 1000
 _WAKE_S = 0.25
 _MIN_TS_NS = 946_684_800 * 1_000_000_000  # 2000-01-01: anything older is not a real clock
 
@@ -67,6 +70,10 @@ class Binding:
     column: int
     item_id: int | None = None
     dead: bool = False  # the server reported the node gone
+
+
+def _stream_name(binding: Binding) -> str:
+    return binding.stream.name
 
 
 @dataclass
@@ -344,10 +351,13 @@ class OpcUaDriver:
             MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=params)
 
     async def _monitor(self, bindings: list[Binding]) -> None:
-        """Create monitored items in batches; drop bindings the server refuses."""
+        """Create monitored items in batches; drop bindings the server refuses.
+
+        A batch holds whole streams: the initial values of one carrier then arrive in one
+        publish response and become one row, not two rows of one source time.
+        """
         assert self.client is not None and self.subscription_id is not None
-        for start in range(0, len(bindings), _ITEM_BATCH):
-            chunk = bindings[start:start + _ITEM_BATCH]
+        for chunk in chunk_by_stream(bindings, _stream_name, ITEM_BATCH):
             params = ua.CreateMonitoredItemsParameters(
                 SubscriptionId=self.subscription_id,
                 TimestampsToReturn=ua.TimestampsToReturn.Both,
@@ -445,7 +455,9 @@ class OpcUaDriver:
 
     def _flush(self, stream: CarrierStream, asm: RowAssembler, rx: int) -> None:
         rows = asm.sorted_rows()
-        for row in rows:  # rows of another quality never share a timestamp (InfluxDB merges)
+        # rows of another quality never share a timestamp (InfluxDB merges); rows of one
+        # quality at one time may, also across publish responses (see UniqueTimes)
+        for row in rows:
             row.timestamp_ns = stream.times.place(row.timestamp_ns, int(row.quality))
         n = len(rows)
         ts = np.fromiter((r.timestamp_ns for r in rows), dtype=np.int64, count=n)

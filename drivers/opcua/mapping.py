@@ -10,9 +10,10 @@ import enum
 import fnmatch
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from gateway.model import TOPIC_SAFE, Quality
 
@@ -25,6 +26,8 @@ _CAMEL_1 = re.compile(r"(.)([A-Z][a-z]+)")
 _CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
 _NOT_FIELD = re.compile(r"[^a-z0-9_]+")
 _NOT_TOPIC = re.compile(r"[^A-Za-z0-9_.-]+")
+
+T = TypeVar("T")
 
 
 def quality_of(status: int) -> Quality:
@@ -149,6 +152,15 @@ class UniqueTimes:
     InfluxDB merges points of one series with equal timestamps (fields and the quality
     field are overwritten). Rows with the same key (e.g. the same quality) may share a
     timestamp; a row with another key is moved 1 ns later until its timestamp is free.
+
+    Sharing is deliberate, also across publish responses: rows of one quality at one
+    source time are parts of one device instant (initial values that came in two
+    notifications, a variable whose change came in a later one, a value re-sent after a
+    reconnect), and the one point InfluxDB merges them into is the right result. Moving
+    such a row 1 ns on, as ``DriverContext.append_one`` does for events (each event is an
+    occurrence of its own), would invent an instant the device never reported and make
+    every re-sent value a duplicate point. The price: the gateway counts one sample more
+    than InfluxDB holds points for each shared timestamp.
     """
 
     def __init__(self, capacity: int = 512) -> None:
@@ -167,6 +179,33 @@ class UniqueTimes:
         while len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
         return timestamp_ns
+
+
+def chunk_by_stream(items: Iterable[T], stream_of: Callable[[T], str],
+                    limit: int) -> list[list[T]]:
+    """Split monitored items into CreateMonitoredItems requests without splitting a stream.
+
+    The initial values of the items of one request arrive together; items of one stream
+    split over two requests can arrive in two publish responses and so become two rows of
+    one source time. Items are grouped by stream (streams in first-seen order, items in
+    their order), whole groups are packed into chunks of at most ``limit`` items, and a
+    stream with more than ``limit`` items is a chunk of its own (never split).
+    """
+    if limit < 1:
+        raise ValueError(f"chunk limit must be >= 1, not {limit}")
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(stream_of(item), []).append(item)
+    chunks: list[list[T]] = []
+    current: list[T] = []
+    for group in groups.values():
+        if current and len(current) + len(group) > limit:
+            chunks.append(current)
+            current = []
+        current.extend(group)
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 class EventCode(enum.IntEnum):

@@ -55,18 +55,24 @@ class NodeSpec(_Strict):
     unit: str | None = Field(default=None, description="default: the node's EngineeringUnits")
 
 
+_RULE = EventRule()  # the one source of the event rule defaults
+
+
 class EventOptions(_Strict):
-    """Carrier event rules (stream '<carrier>.events', measurement carrier_event)."""
+    """Carrier event rules (stream '<carrier>.events', measurement carrier_event).
+
+    Every field but ``enabled`` is a field of ``EventRule`` and defaults to its value there.
+    """
 
     enabled: bool = True
-    temperature_field: str = "payload_temperature"
-    temperature_min: float = 2.0
-    temperature_max: float = 8.0
-    door_field: str = "door_open"
-    mission_field: str = "mission_state"
-    in_transit_states: tuple[int, ...] = (2,)
-    fault_states: tuple[int, ...] = (4,)
-    alarm_field: str = "active_alarm"
+    temperature_field: str = _RULE.temperature_field
+    temperature_min: float = _RULE.temperature_min
+    temperature_max: float = _RULE.temperature_max
+    door_field: str = _RULE.door_field
+    mission_field: str = _RULE.mission_field
+    in_transit_states: tuple[int, ...] = _RULE.in_transit_states
+    fault_states: tuple[int, ...] = _RULE.fault_states
+    alarm_field: str = _RULE.alarm_field
 
     def rule(self) -> EventRule:
         """Return the pure rule object used by the detector."""

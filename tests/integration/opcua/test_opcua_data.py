@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
 import numpy as np
 import pytest
 from asyncua import ua
+from asyncua.client.ua_client import UaClient
 
+from drivers.opcua import driver as opcua_driver
 from drivers.opcua.mapping import EventCode
 from gateway.model import Quality, StreamKind
 from simulators.transport_carrier import NAMESPACE_URI, CarrierSim
@@ -267,3 +270,37 @@ async def test_carrier_removed_and_re_added(sim: CarrierSim) -> None:
     restored_ns, restored = next(iter(expected_rows(sim, "carrier-03", restored_tick).items()))
     assert received_rows(batch)[restored_ns] == restored and len(restored) == 9
     assert gw.driver.stats.sessions == 1  # the session survived; only the items were redone
+
+
+@pytest.mark.parametrize(("limit", "requests"), [(20, [18, 9]), (4, [9, 9, 9])])
+async def test_a_carrier_is_never_split_over_two_item_requests(
+        sim: CarrierSim, monkeypatch: pytest.MonkeyPatch, limit: int,
+        requests: list[int]) -> None:
+    """Requests of whole carriers: with 20 items per request, [18, 9] and not [20, 7].
+
+    A request of 20 would split carrier-03 (2 + 7 items); its initial values would come in
+    two publish responses and be stored as two rows of one source time.
+    """
+    sizes: list[int] = []
+    create = UaClient.create_monitored_items
+
+    async def create_then_wait(self: UaClient, params: ua.CreateMonitoredItemsParameters
+                               ) -> list[ua.MonitoredItemCreateResult]:
+        sizes.append(len(params.ItemsToCreate))
+        results = await create(self, params)
+        # several publishing intervals (50 ms) before the next request: whatever one
+        # request subscribed is published before the next one, as under load
+        await asyncio.sleep(0.3)
+        return results
+
+    monkeypatch.setattr(UaClient, "create_monitored_items", create_then_wait)
+    monkeypatch.setattr(opcua_driver, "ITEM_BATCH", limit)
+    gw = Gateway(options_for(sim))
+    async with running(gw):
+        await wait_for(lambda: in_sync(gw, sim), 10, "the initial values")
+    for carrier in sim.carrier_names:
+        batch = gw.batch(carrier)
+        assert batch is not None
+        assert not np.isnan(batch.values[0]).any()  # the first row holds all 9 variables
+        assert len(batch) == 1  # and is the only one (initial values, no tick yet)
+    assert sizes == requests

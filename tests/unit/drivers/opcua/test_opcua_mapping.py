@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from datetime import datetime, timedelta, timezone
@@ -20,6 +21,8 @@ from drivers.opcua.mapping import (
     EventRule,
     Row,
     RowAssembler,
+    UniqueTimes,
+    chunk_by_stream,
     datetime_to_ns,
     filetime_to_ns,
     is_numeric_type,
@@ -197,6 +200,80 @@ def test_rows_come_out_in_timestamp_order() -> None:
     for ts in (300, 100, 200, 100):
         asm.add(ts, Quality.GOOD, 0, float(ts))
     assert [r.timestamp_ns for r in asm.sorted_rows()] == [100, 100, 200, 300]
+
+
+def test_rows_of_one_quality_share_a_timestamp_across_publishes() -> None:
+    times = UniqueTimes()
+    # one device instant in two publish responses: one point in InfluxDB, no invented time
+    assert times.place(100, int(Quality.GOOD)) == 100
+    assert times.place(100, int(Quality.GOOD)) == 100
+    # another quality at that time must not merge with it (quality would be overwritten)
+    assert times.place(100, int(Quality.BAD)) == 101
+    assert times.place(100, int(Quality.UNCERTAIN)) == 102
+    assert times.place(100, int(Quality.BAD)) == 101
+    assert times.place(101, int(Quality.GOOD)) == 103
+
+
+def test_unique_times_forget_the_oldest_beyond_capacity() -> None:
+    times = UniqueTimes(capacity=2)
+    for ts in (100, 200, 300):
+        times.place(ts, int(Quality.GOOD))
+    assert times.place(100, int(Quality.BAD)) == 100  # 100 was forgotten
+    assert times.place(300, int(Quality.BAD)) == 301
+
+
+# ---------------------------------------------------------------- item chunks
+def _stream(item: tuple[str, int]) -> str:
+    return item[0]
+
+
+def _items(*sizes: int) -> list[tuple[str, int]]:
+    """``sizes[i]`` items of stream ``s<i>``, streams one after the other."""
+    return [(f"s{i}", k) for i, n in enumerate(sizes) for k in range(n)]
+
+
+def test_chunks_never_split_a_stream() -> None:
+    # 111 carriers x 9 items = 999: the 112th no longer fits the first request of 1000
+    chunks = chunk_by_stream(_items(*[9] * 200), _stream, 1000)
+    assert [len(c) for c in chunks] == [999, 801]
+    assert {s for s, _ in chunks[0]} == {f"s{i}" for i in range(111)}
+    assert chunks[1][0] == ("s111", 0)
+
+
+def test_chunks_pack_whole_streams_up_to_the_limit() -> None:
+    assert [len(c) for c in chunk_by_stream(_items(3, 3, 4, 2, 5), _stream, 10)] == [10, 7]
+    assert [len(c) for c in chunk_by_stream(_items(3, 3, 4), _stream, 9)] == [6, 4]
+    assert chunk_by_stream([], _stream, 10) == []
+
+
+def test_a_stream_larger_than_the_limit_goes_alone() -> None:
+    chunks = chunk_by_stream(_items(2, 12, 3, 1), _stream, 5)
+    assert [[s for s, _ in c] for c in chunks] == [["s0"] * 2, ["s1"] * 12, ["s2"] * 3 + ["s3"]]
+
+
+def test_items_of_a_stream_are_gathered_in_order() -> None:
+    items = [("a", 0), ("b", 0), ("a", 1), ("c", 0), ("b", 1)]
+    assert chunk_by_stream(items, _stream, 3) == [[("a", 0), ("a", 1)],
+                                                  [("b", 0), ("b", 1), ("c", 0)]]
+    with pytest.raises(ValueError, match="limit"):
+        chunk_by_stream(items, _stream, 0)
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers()), max_size=60),
+       st.integers(min_value=1, max_value=12))
+def test_chunks_hold_every_item_once_and_respect_the_limit(
+        items: list[tuple[str, int]], limit: int) -> None:
+    chunks = chunk_by_stream(items, _stream, limit)
+    flat = [item for chunk in chunks for item in chunk]
+    assert sorted(flat) == sorted(items)
+    for stream in {s for s, _ in items}:
+        holding = [i for i, chunk in enumerate(chunks) if any(s == stream for s, _ in chunk)]
+        assert len(holding) == 1  # never split
+        assert [x for x in flat if x[0] == stream] == [x for x in items if x[0] == stream]
+    for chunk in chunks:
+        assert chunk and (len(chunk) <= limit or len({s for s, _ in chunk}) == 1)
+    for first, second in itertools.pairwise(chunks):  # packed: the next stream did not fit
+        assert len(first) + sum(1 for s, _ in second if s == second[0][0]) > limit
 
 
 # ---------------------------------------------------------------- events

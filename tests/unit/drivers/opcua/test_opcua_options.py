@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from asyncua import ua
 from pydantic import ValidationError
 
 import drivers.opcua
-from drivers.opcua.options import OpcUaOptions
+from drivers.opcua.mapping import EventRule
+from drivers.opcua.options import EventOptions, OpcUaOptions
 from drivers.opcua.session import translate_error
 from drivers.registry import load_driver, sample_config_path
 from gateway.config import load_config, parse_config
@@ -145,6 +147,15 @@ def test_sample_config_validates_and_spells_out_policy_none() -> None:
 
 
 # ---------------------------------------------------------------- error messages
+def test_event_options_are_the_event_rule_plus_enabled() -> None:
+    rule_fields = [f.name for f in dataclasses.fields(EventRule)]
+    assert list(EventOptions.model_fields) == ["enabled", *rule_fields]
+    assert EventOptions().rule() == EventRule()  # the defaults come from EventRule
+    custom = OpcUaOptions.model_validate(plain(events={"temperature_max": 6.5,
+                                                       "fault_states": [4, 5]}))
+    assert custom.events.rule() == EventRule(temperature_max=6.5, fault_states=(4, 5))
+
+
 def test_auth_error_message() -> None:
     options = OpcUaOptions.model_validate(plain(username="gateway", password="x"))
     err = translate_error(ua.UaStatusCodeError(ua.StatusCodes.BadUserAccessDenied), options)
