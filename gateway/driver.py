@@ -64,7 +64,8 @@ class DriverContext:
         if ring.stream.is_event:
             original = timestamp_ns
             last_original, last_assigned = self._last_event_ns.get(ring.stream.key, (-1, -1))
-            if original == last_original:
+            # a tie, or a stamp inside the range the previous ties were moved into
+            if last_original <= original <= last_assigned:
                 timestamp_ns = last_assigned + 1
             self._last_event_ns[ring.stream.key] = (original, timestamp_ns)
         seq = ring.append_one(timestamp_ns, np.asarray(values, dtype=np.float64), quality,

@@ -42,5 +42,13 @@ class GatewayMetrics:
         self.clock_offset = Gauge("medgw_clock_offset_seconds",
                                   "Receive time minus source timestamp of the newest sample",
                                   ["stream"], registry=r)
+        self.spool_records = Gauge("medgw_spool_records",
+                                   "Messages held in the disk spool (unsent, in flight or "
+                                   "awaiting confirmation)", registry=r)
+        self.spool_bytes = Gauge("medgw_spool_bytes", "Bytes held in the disk spool",
+                                 registry=r)
+        self.spool_unconfirmed = Gauge("medgw_spool_unconfirmed_samples",
+                                       "Samples spooled but not yet confirmed stored",
+                                       registry=r)
         self.events = Counter("medgw_events", "Event samples (priority lane)", ["stream"],
                               registry=r)

@@ -41,6 +41,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -69,6 +70,9 @@ class StreamCounters:
     lost: int = 0
     messages: int = 0
     last_flush: float = field(default_factory=time.monotonic)
+    # this stream's Prometheus children, looked up once (labels() costs a dict + lock each)
+    published_metric: Any = None
+    spooled_metric: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,8 @@ class MqttPublisher:
         self.historical = False  # mark every batch historical (replay of recorded data)
         self._encode = ENCODERS[self.config.publisher.encoding]
         self._wake = threading.Event()
+        self._scan_requested = False  # scan the rings at the next wake-up, not only pump
+        self._window_full = False  # the pump waits for a PUBACK to free an in-flight slot
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(self.config.mqtt.max_inflight)
         self._lock = threading.Lock()
@@ -192,9 +198,14 @@ class MqttPublisher:
                 self._status_mids.add(info.mid)
         return info
 
+    def _request_scan(self) -> None:
+        """Wake the publisher thread to look at every ring now."""
+        self._scan_requested = True
+        self._wake.set()
+
     def _on_append(self, stream: StreamSpec) -> None:
         if stream.is_event:
-            self._wake.set()
+            self._request_scan()
 
     def _on_drop(self, key: str, n: int, reason: str) -> None:
         self.metrics.dropped.labels(key, reason).inc(n)
@@ -219,7 +230,7 @@ class MqttPublisher:
         client.subscribe([(ingest_status_topic(self.prefix, "+"), 1), (self._commit_topic, 1)])
         self._publish_status("online")
         self.connected.set()
-        self._wake.set()
+        self._request_scan()
         log.info("connected to broker %s:%d", self.config.mqtt.host, self.config.mqtt.port)
 
     def _on_message(self, client: mqtt.Client, userdata: object,
@@ -239,7 +250,7 @@ class MqttPublisher:
         if state == "online":
             self._worker_seen = True
             self._ingest_seen.set()
-            self._wake.set()
+            self._request_scan()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
                        reason: ReasonCode, properties: object = None) -> None:
@@ -263,13 +274,17 @@ class MqttPublisher:
         self._slots.release()
         with self._lock:
             self._acked_records.append(done.record_id)
+        if self._window_full:  # the pump stopped on a full window: let it go on at once
+            self._window_full = False
+            self._wake.set()
         if reason.is_failure:
             self.last_error = f"broker refused a publish: {describe_reason(reason)}"
             log.error("%s (stream %s, %d samples)", self.last_error, done.key, done.n)
             self.metrics.dropped.labels(done.key, "refused").inc(done.n)
             return
-        self._counters(done.key).acked += done.n
-        self.metrics.published.labels(done.key).inc(done.n)
+        counters = self._counters(done.key)
+        counters.acked += done.n
+        counters.published_metric.inc(done.n)
 
     def start(self) -> None:
         """Connect (in the background, retrying) and start the publishing thread."""
@@ -288,10 +303,18 @@ class MqttPublisher:
 
     def _run(self) -> None:
         tick = min(self._latency_ms / 4000.0, 0.05)
+        next_scan = 0.0
         while not self._stop.is_set():
             self._wake.wait(tick)
             self._wake.clear()
-            self.flush(force=False)
+            now = time.monotonic()
+            if self._scan_requested or now >= next_scan:
+                self._scan_requested = False
+                next_scan = now + tick
+                self.flush(force=False)
+            else:  # woken by a PUBACK that freed the window: publish, skip the ring scan
+                self._apply_acks()
+                self._pump()
 
     def flush(self, force: bool) -> int:
         """Move what is due (everything when ``force``) into the spool and publish what can be.
@@ -308,13 +331,22 @@ class MqttPublisher:
                 if moved <= 0:
                     break
                 total += moved
+                self._pump()  # publish while spooling: the payload is still in the cache
         # Confirmation needs an ingest worker: until one announced itself, the broker's
         # PUBACK is final (after the replay window); resend only while one is online.
         self.spool.confirm = self.config.spool.confirm and self._worker_seen
-        if self.spool.maybe_flush() and self._worker_online():
-            self.spool.resend_unconfirmed(self.config.spool.confirm_timeout_s)
+        if self.spool.maybe_flush():
+            self._export_spool_state()
+            if self._worker_online():
+                self.spool.resend_unconfirmed(self.config.spool.confirm_timeout_s)
         self._pump()
         return total
+
+    def _export_spool_state(self) -> None:
+        """Publish the spool's size on /metrics (once per spool flush)."""
+        self.metrics.spool_records.set(len(self.spool.records))
+        self.metrics.spool_bytes.set(self.spool.bytes)
+        self.metrics.spool_unconfirmed.set(self.spool.unacked_samples())
 
     def _apply_acks(self) -> None:
         with self._lock:
@@ -340,7 +372,9 @@ class MqttPublisher:
     def _counters(self, key: str) -> StreamCounters:
         counters = self.counters.get(key)
         if counters is None:
-            counters = self.counters[key] = StreamCounters()
+            counters = self.counters[key] = StreamCounters(
+                published_metric=self.metrics.published.labels(key),
+                spooled_metric=self.metrics.spooled.labels(key))
         return counters
 
     def _spool_next(self, ring: StreamRing) -> int:
@@ -368,7 +402,7 @@ class MqttPublisher:
                 self.reader.seek(ring.stream.key, batch.first_seq)  # keep it in the ring
                 return 0
             return len(batch)
-        self.metrics.spooled.labels(batch.stream.key).inc(len(batch))
+        counters.spooled_metric.inc(len(batch))
         return len(batch)
 
     def _holding(self) -> bool:
@@ -403,7 +437,10 @@ class MqttPublisher:
                           message.record_id)
 
     def _acquire_slot(self) -> bool:
-        if self._slots.acquire(timeout=0.01):
+        """Take an in-flight slot without waiting; a full window wakes us on the next PUBACK."""
+        self._window_full = True  # before trying, so a PUBACK racing with us still wakes us
+        if self._slots.acquire(blocking=False):
+            self._window_full = False
             return True
         self._apply_acks()
         return False

@@ -135,6 +135,7 @@ class Spool:
         self._next_id = 0
         self._send_pos = 0  # index into self.records of the next record to hand to MQTT
         self._fds: dict[int, int] = {}
+        self._segment_records: dict[int, int] = {}  # segment -> records retained in it
         self._active: int | None = None
         self._active_size = 0
         self._last_flush = time.monotonic()
@@ -179,7 +180,7 @@ class Spool:
             if number == len(segments) - 1:
                 self._active, self._active_size = segment, offset
         for segment in segments:  # segments holding nothing still needed
-            if not any(r.segment == segment for r in self.records) and segment != self._active:
+            if not self._segment_records.get(segment) and segment != self._active:
                 self._seg_path(segment).unlink(missing_ok=True)
         self.recovered = len(self.records)
         if self.records:
@@ -209,13 +210,15 @@ class Spool:
         self.by_id[record.record_id] = record
         self.by_seq[(record.key, record.first_seq)] = record
         self.bytes += record.size
+        self._segment_records[record.segment] = self._segment_records.get(record.segment, 0) + 1
 
     # -- writing -------------------------------------------------------------------------
     def append(self, key: str, topic: str, payload: bytes, first_seq: int, n: int,
                historical: bool) -> bool:
         """Spool one message; False when it was refused (drop_newest/block on a full spool)."""
-        body = b"\0".join((key.encode(), topic.encode(), payload))
-        size = _HEADER.size + len(body)
+        prefix = b"%s\0%s\0" % (key.encode(), topic.encode())
+        body_len = len(prefix) + len(payload)
+        size = _HEADER.size + body_len
         if not self._make_room(size):
             if self.policy != "block":
                 self._count_drop(key, n, "spool_full_newest")
@@ -223,12 +226,10 @@ class Spool:
         flags = FLAG_HISTORICAL if historical else 0
         rid = self._next_id
         self._next_id += 1
-        header = _HEADER.pack(len(body), zlib.crc32(body), rid, first_seq, n, flags)
+        crc = zlib.crc32(payload, zlib.crc32(prefix))
+        header = _HEADER.pack(body_len, crc, rid, first_seq, n, flags)
         segment = self._segment_for(size)
-        try:
-            os.write(self._fds[segment], header + body)
-        except OSError as err:
-            raise SpoolError(f"cannot write spool segment in {self.dir}: {err.strerror}") from err
+        self._write(segment, (header, prefix, payload), size)
         self._index(SpoolRecord(rid, segment, self._active_size, size, key, first_seq, n, flags,
                                 topic))
         self._active_size += size
@@ -237,6 +238,16 @@ class Spool:
             self._cache_bytes += len(payload)
         self._dirty = True
         return True
+
+    def _write(self, segment: int, parts: tuple[bytes, ...], size: int) -> None:
+        """Write one record with a single writev (no copy of the payload)."""
+        try:
+            fd = self._fds[segment]
+            written = os.writev(fd, parts)
+            while written < size:  # short write (disk nearly full): finish it or raise
+                written += os.write(fd, b"".join(parts)[written:])
+        except OSError as err:
+            raise SpoolError(f"cannot write spool segment in {self.dir}: {err.strerror}") from err
 
     def _segment_for(self, size: int) -> int:
         if self._active is None or self._active_size + size > self.segment_bytes:
@@ -290,6 +301,11 @@ class Spool:
         if self.by_seq.get((record.key, record.first_seq)) is record:
             del self.by_seq[(record.key, record.first_seq)]
         self.bytes -= record.size
+        left = self._segment_records.get(record.segment, 0) - 1
+        if left > 0:
+            self._segment_records[record.segment] = left
+        else:
+            self._segment_records.pop(record.segment, None)
         self._dirty = True
 
     # -- sending and acknowledging -------------------------------------------------------
@@ -306,8 +322,15 @@ class Spool:
 
     def has_unsent(self) -> bool:
         """Return True while some record waits to be handed to MQTT."""
-        return any(not self.records[i].sent and not self.records[i].committed
-                   for i in range(self._send_pos, len(self.records)))
+        # records before the send position stay sent (rewinds move it back), so skipping
+        # the sent ones here is what next_unsent would do anyway: amortized O(1)
+        records = self.records
+        while self._send_pos < len(records):
+            record = records[self._send_pos]
+            if not record.sent and not record.committed:
+                return True
+            self._send_pos += 1
+        return False
 
     def unsent(self) -> int:
         """Return how many records wait to be handed to MQTT."""
@@ -433,9 +456,8 @@ class Spool:
         self._delete_unused_segments()
 
     def _delete_unused_segments(self) -> None:
-        used = {r.segment for r in self.records}
         for segment in list(self._fds):
-            if segment != self._active and segment not in used:
+            if segment != self._active and not self._segment_records.get(segment):
                 os.close(self._fds.pop(segment))
                 self._seg_path(segment).unlink(missing_ok=True)
 

@@ -27,6 +27,17 @@ def test_simultaneous_events_get_distinct_timestamps() -> None:
     assert batch.text == ("a stale", "b stale", "c stale", "a back")
 
 
+def test_an_event_stamped_where_earlier_ties_were_moved_gets_its_own_time() -> None:
+    ctx = make_ctx()
+    ring = ctx.add_stream(ctx.stream_spec("health", ("stale",), ("",), kind=StreamKind.EVENT))
+    for ts in (1_000, 1_000, 1_001, 900, 2_000):
+        ctx.append_one(ring, ts, [1.0], text=str(ts))
+    batch = ring.snapshot()
+    assert batch is not None
+    # 1_001 was taken by the moved tie; 900 is older than the ties and keeps its time
+    assert batch.timestamps_ns.tolist() == [1_000, 1_001, 1_002, 900, 2_000]
+
+
 def test_sampled_streams_keep_their_timestamps_and_events_get_small_rings() -> None:
     ctx = make_ctx()
     sampled = ctx.add_stream(ctx.stream_spec("js", ("p",), ("rad",)))

@@ -79,6 +79,34 @@ def test_acked_records_are_deleted_from_disk(tmp_path: Path) -> None:
     assert Spool(tmp_path, 1 << 20).recovered == 0
 
 
+def test_a_segment_is_deleted_once_its_last_record_is_acked(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 1 << 20, segment_bytes=4096, replay_window_s=0)
+    sent = fill(spool, 60)
+    segments = sorted(tmp_path.glob("seg-*.spool"))
+    assert len(segments) > 3
+    for _ in range(30):  # acknowledge the first half only
+        message = spool.next_unsent()
+        assert message is not None
+        spool.ack(message.record_id)
+    spool.flush()
+    left = sorted(tmp_path.glob("seg-*.spool"))
+    assert segments[0] not in left and segments[-1] in left
+    assert len(left) < len(segments)
+    again = Spool(tmp_path, 1 << 20)
+    assert again.recovered == 30
+    assert drain(again) == [mark_historical(p) for p in sent[30:]]
+
+
+def test_has_unsent_follows_sends_and_rewinds(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 1 << 20)
+    fill(spool, 3)
+    assert spool.has_unsent() and spool.unsent() == 3
+    drain(spool)
+    assert not spool.has_unsent() and spool.unsent() == 0
+    assert spool.rewind(include_acked=True) == 3
+    assert spool.has_unsent() and spool.unsent() == 3
+
+
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
 def test_full_spool_drops_by_policy_and_counts_every_sample(tmp_path: Path, policy: str) -> None:
     drops: list[tuple[str, int, str]] = []
