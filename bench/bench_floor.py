@@ -61,7 +61,7 @@ ROBOT_ARMS = "PSM1,PSM2,PSM3,ECM"
 ROBOT_TOPICS = ("measured_js", "measured_cp", "body/measured_cf")
 SITE = "bench-floor"
 DATABASE = "medgw_bench"
-_METRIC_LINE = re.compile(r'^(\w+)\{([^}]*)\}\s+([-+0-9.eEinfNa]+)$')
+_METRIC_LINE = re.compile(r'^(\w+)(?:\{([^}]*)\})?\s+([-+0-9.eEinfNa]+)$')
 
 
 # --------------------------------------------------------------------- processes
@@ -200,6 +200,14 @@ class Child:
         return self.proc.returncode
 
 
+def start_pyspy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """Record the Python stacks holding the GIL of ``pid`` for ``seconds`` (raw format)."""
+    return subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(pid), "--duration",
+                             f"{seconds:.0f}", "--rate", "100", "--gil", "--nonblocking",
+                             "--threads", "--format", "raw", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 # --------------------------------------------------------------------- metrics / influx
 def scrape(port: int) -> dict[str, dict[str, float]]:
     """Return the gateway's /metrics as {metric: {label text: value}}."""
@@ -208,7 +216,7 @@ def scrape(port: int) -> dict[str, dict[str, float]]:
     for line in text.splitlines():
         match = _METRIC_LINE.match(line)
         if match:
-            out.setdefault(match.group(1), {})[match.group(2)] = float(match.group(3))
+            out.setdefault(match.group(1), {})[match.group(2) or ""] = float(match.group(3))
     return out
 
 
@@ -482,6 +490,8 @@ class RunResult:
     rss_trace_mb: dict[str, list[float]] = field(default_factory=dict)
     cpu_trace_percent: dict[str, list[float]] = field(default_factory=dict)
     trace_every_s: float = 5.0
+    spool_trace: list[float] = field(default_factory=list)  # medgw_spool_records per sample
+    pyspy: dict[str, str] = field(default_factory=dict)  # elapsed s -> raw stacks file
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     robot_published: dict[str, int] = field(default_factory=dict)
     robot_topics: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -524,8 +534,11 @@ class FloorRun:
 
     def __init__(self, servers: Servers, spec: FloorSpec, work: Path,
                  latency: bool = True, during: Callable[[FloorRun], None] | None = None,
-                 sample_every_s: float = 5.0) -> None:
+                 sample_every_s: float = 5.0, pyspy_at: tuple[float, ...] = (),
+                 pyspy_seconds: float = 20.0) -> None:
         self.servers = servers
+        self.pyspy_at = sorted(pyspy_at)  # elapsed seconds at which to profile the gateway
+        self.pyspy_seconds = pyspy_seconds
         self.spec = spec
         self.work = work
         self.latency = latency
@@ -606,8 +619,18 @@ class FloorRun:
         cpu_trace: dict[str, list[float]] = {"gateway": [], "ingest": []}
         last_cpu = {name: cpu0[name] for name in trace}
         next_sample = t0
+        pyspy_due = list(self.pyspy_at)
+        profilers: list[subprocess.Popen[bytes]] = []
         while (elapsed := time.monotonic() - t0) < seconds:
+            if pyspy_due and elapsed >= pyspy_due[0]:
+                at = pyspy_due.pop(0)
+                out = self.work / f"pyspy-gateway-{at:.0f}s.txt"
+                profilers.append(start_pyspy(gw_pid, out, self.pyspy_seconds))
+                result.pyspy[f"{at:.0f}"] = str(out)
             if time.monotonic() >= next_sample:
+                with contextlib.suppress(requests.RequestException):
+                    spool = scrape(self.health_port).get("medgw_spool_records", {})
+                    result.spool_trace.append(sum(spool.values()))
                 for name in trace:
                     child = self.children[name]
                     trace[name].append(round(child.memory().get("VmRSS", 0) / 1024, 1))
@@ -621,6 +644,9 @@ class FloorRun:
                 self.during(self)
             time.sleep(min(0.5, max(0.05, seconds - elapsed)))
         wall = time.monotonic() - t0
+        for profiler in profilers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                profiler.wait(self.pyspy_seconds + 30)
         split1, threads1 = cpu_split(gw_pid), thread_cpu(gw_pid)
         result.gateway_user_sys_percent = (round(100 * (split1[0] - split0[0]) / wall, 1),
                                            round(100 * (split1[1] - split0[1]) / wall, 1))
@@ -763,6 +789,12 @@ def print_floor(spec: FloorSpec, result: RunResult, command: str) -> None:
     print(f"gateway CPU split: user {user} %, system {system} %; busiest threads (OS name, "
           "tid, % of one core): " + ", ".join(f"{n} {t} {p}" for t, n, p in
                                                result.gateway_threads[:8]))
+    if result.spool_trace:
+        print(f"spool records (medgw_spool_records) every {result.trace_every_s:g} s: first "
+              f"{result.spool_trace[:3]}, max {max(result.spool_trace):.0f}, last "
+              f"{result.spool_trace[-3:]}")
+    for at, path in result.pyspy.items():
+        print(f"py-spy of the gateway at {at} s: {path}")
     trace = result.rss_trace_mb
     if trace.get("gateway"):
         print(f"gateway RSS first/last sample: {trace['gateway'][0]} / {trace['gateway'][-1]} MB;"
@@ -804,13 +836,19 @@ def main() -> None:
                         help="publisher.ring_capacity (default: the gateway's)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs/data here")
     parser.add_argument("--out", type=Path, default=RESULTS / "floor.json")
+    parser.add_argument("--pyspy-at", default="",
+                        help="comma-separated elapsed seconds at which to py-spy the gateway "
+                             "for --pyspy-seconds (compare minute 1 with minute 10)")
+    parser.add_argument("--pyspy-seconds", type=float, default=20.0)
     args = parser.parse_args()
+    pyspy_at = tuple(float(x) for x in args.pyspy_at.split(",") if x)
     command = "python bench/bench_floor.py " + " ".join(sys.argv[1:])
     work = args.workdir or Path(tempfile.mkdtemp(prefix="medgw-floor-"))
     spec = floor_spec(args.carriers, args.ring_capacity)
     print(f"work dir (logs, data): {work}", flush=True)
     with Servers(work) as servers:
-        result = FloorRun(servers, spec, work / "run").run(args.seconds)
+        result = FloorRun(servers, spec, work / "run", pyspy_at=pyspy_at,
+                          pyspy_seconds=args.pyspy_seconds).run(args.seconds)
     print_floor(spec, result, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"command": command, "spec": asdict(spec), "result": result.to_json(),
