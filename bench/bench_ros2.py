@@ -9,6 +9,7 @@ Printed: messages published/received/lost, msg/s, consumer CPU per message, and 
 
     /tmp/venv/bin/python bench/bench_ros2.py            # ~1.5 min on a 2-core box
     /tmp/venv/bin/python bench/bench_ros2.py --seconds 5 --quick
+    MEDGW_BENCH_WINDOW_MS=2 /tmp/venv/bin/python bench/bench_ros2.py   # another batch window
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from gateway.ring import RingStore  # noqa: E402
 from simulators.surgical_robot.sim import SAMPLED_TOPICS  # noqa: E402
 
 READER_QOS = dds.QosOptions(depth=100)  # the driver's default reader QoS, used by all three
-BATCH_WINDOW_MS = float(os.environ.get("MEDGW_BENCH_WINDOW_MS", "2"))  # driver default: 2
+# the driver's batch_window_ms; unset: the driver's default (Ros2Options)
+BATCH_WINDOW_MS = os.environ.get("MEDGW_BENCH_WINDOW_MS")
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,10 @@ def consume_with_driver(scenario: Scenario, domain: int, count: int) -> Result:
                         logging.getLogger("bench"), ring_capacity=count + 16)
     topics = [TopicOptions(name=t, type=SAMPLED_TOPICS[t.split("/", 2)[2]],
                            rate_hz=scenario.rate_hz) for t in scenario.topic_names()]
-    driver = Ros2Driver(ctx, Ros2Options(domain_id=domain, topics=topics, qos=READER_QOS,
-                                         batch_window_ms=BATCH_WINDOW_MS))
+    options = Ros2Options(domain_id=domain, topics=topics, qos=READER_QOS)
+    if BATCH_WINDOW_MS is not None:
+        options = options.model_copy(update={"batch_window_ms": float(BATCH_WINDOW_MS)})
+    driver = Ros2Driver(ctx, options)
     loop = asyncio.new_event_loop()
     task = loop.create_task(driver.run())
     thread = threading.Thread(target=lambda: _run_until_cancelled(loop, task), daemon=True)
@@ -261,7 +265,10 @@ def main() -> None:
         scenarios.append(Scenario("stress: every sampled topic at 1 kHz", "PSM1,PSM2,PSM3,ECM",
                                   1000.0, tuple(SAMPLED_TOPICS)))
     domain = dds.pick_domain_id()
-    print(f"cpus: {os.cpu_count()}  domain: {domain}  python: {sys.version.split()[0]}")
+    window = (Ros2Options.model_fields["batch_window_ms"].default if BATCH_WINDOW_MS is None
+              else float(BATCH_WINDOW_MS))
+    print(f"cpus: {os.cpu_count()}  domain: {domain}  python: {sys.version.split()[0]}  "
+          f"driver batch_window_ms: {window:g}")
     for scenario in scenarios:
         count = int(args.seconds * scenario.rate_hz)
         results = [consume_with_driver(scenario, domain, count),

@@ -8,6 +8,7 @@ after that, so none ever falls back to Cyclone's default (multicast on every int
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import threading
@@ -134,6 +135,69 @@ def take_raw(reader: Any, max_samples: int) -> list[bytes]:
     if isinstance(ret, int):
         raise DDSException(ret, "take failed")
     return [data for data, info in ret if _valid(info)]
+
+
+class TriggerWait:
+    """A WaitSet wait that also says *which* attached conditions triggered.
+
+    ``WaitSet.wait`` of the Python binding returns only how many entities triggered, so a
+    caller would have to try every reader. ``dds_waitset_wait`` also fills an array with
+    the attach arguments of the triggered entities; ``WaitSet.attach`` passes the address
+    of a per-entity ``c_int`` as that argument, so the address identifies the entity.
+    Each attached condition carries an owner object, and :meth:`wait` returns the owners
+    of the triggered ones. It returns None when it cannot tell (more triggered entities
+    than reported, or a binding that attaches differently): the caller then tries all.
+    """
+
+    def __init__(self, waitset: Any) -> None:
+        self.waitset = waitset
+        self._owners: dict[int, Any] = {}  # attach-argument address -> owner
+        self._exact = True  # False if an attach argument could not be found
+        self._buf = (ctypes.c_void_p * 8)()
+
+    def attach(self, condition: Any, owner: Any) -> None:
+        """Attach ``condition`` to the WaitSet; :meth:`wait` reports it as ``owner``."""
+        self.waitset.attach(condition)
+        address = self._address(condition)
+        if address is None:
+            self._exact = False
+        else:
+            self._owners[address] = owner
+        if len(self._buf) < len(self._owners) + 1:
+            self._buf = (ctypes.c_void_p * (2 * len(self._owners) + 1))()
+
+    def detach(self, condition: Any) -> None:
+        """Detach ``condition`` from the WaitSet."""
+        address = self._address(condition)
+        if address is not None:
+            self._owners.pop(address, None)
+        self.waitset.detach(condition)
+
+    def _address(self, condition: Any) -> int | None:
+        for entity, value in getattr(self.waitset, "attached", ()):
+            if entity is condition and isinstance(value, ctypes.c_int):
+                return ctypes.addressof(value)
+        return None
+
+    def wait(self, timeout_ns: int) -> list[Any] | None:
+        """Block up to ``timeout_ns`` (0: just look); return the triggered owners.
+
+        An empty list means a timeout; None means "something triggered, try everything".
+        """
+        native = getattr(self.waitset, "_waitset_wait", None)
+        if native is None:  # a binding without the private call: count only, try all
+            return [] if self.waitset.wait(timeout_ns) == 0 else None
+        buf = self._buf
+        ret = native(self.waitset._ref, buf, len(buf), timeout_ns)
+        if ret < 0:
+            raise DDSException(ret, "waitset wait failed")
+        if ret == 0:
+            return []
+        if ret > len(buf) or not self._exact:
+            return None
+        owners = self._owners
+        found = [owners.get(buf[i] or 0) for i in range(ret)]
+        return None if None in found else found
 
 
 def _valid(info: SampleInfo) -> bool:

@@ -306,3 +306,90 @@ def test_simulator_subprocess(domain_id: int, start_driver: Any, ctx: DriverCont
     for topic in topics:
         batch = helpers.ring_for(ctx, topic).snapshot()
         assert batch.timestamps_ns[batch.quality != Quality.STALE].tolist() == stamps.tolist()
+
+
+def test_trigger_wait_reports_only_readers_with_data(domain_id: int) -> None:
+    """dds.TriggerWait names the readers that hold data (relies on the binding's attach)."""
+    from cyclonedds.core import ReadCondition, WaitSet
+    from cyclonedds.sub import DataReader
+
+    participant = dds.open_participant(domain_id)
+    qos = dds.make_qos(dds.ROS_DEFAULT_QOS.model_copy(update={"depth": 100}))
+    idl = msgs.idl_type("geometry_msgs/msg/TwistStamped")
+    waitset = WaitSet(participant)
+    waiter = dds.TriggerWait(waitset)
+    entities: list[Any] = []
+    readers, conditions = {}, {}
+    for name in [f"/arm{i}/measured_cv" for i in range(12)]:  # more than the initial buffer
+        topic = Topic(participant, msgs.dds_topic_name(name), idl, qos=qos)
+        readers[name] = DataReader(participant, topic, qos=qos)
+        conditions[name] = ReadCondition(readers[name], dds.ANY_STATE)
+        waiter.attach(conditions[name], name)
+        entities += [conditions[name], readers[name], topic]
+    writers = {name: DataWriter(participant, readers[name].topic, qos=qos)
+               for name in ("/arm3/measured_cv", "/arm11/measured_cv")}
+    payload = _twist_payload()
+    try:
+        assert waiter.wait(0) == []
+        for writer in writers.values():
+            for _ in range(3):
+                dds.write_raw(writer, payload)
+        assert dds.wait_until(lambda: all(conditions[n].triggered for n in writers), 10)
+        assert sorted(waiter.wait(0) or ["unknown"]) == sorted(writers)
+        assert len(dds.take_raw(readers["/arm3/measured_cv"], 256)) == 3
+        assert waiter.wait(0) == ["/arm11/measured_cv"]
+        assert len(dds.take_raw(readers["/arm11/measured_cv"], 256)) == 3
+        assert waiter.wait(0) == []
+        waiter.detach(conditions["/arm3/measured_cv"])
+        dds.write_raw(writers["/arm3/measured_cv"], payload)
+        assert dds.wait_until(lambda: conditions["/arm3/measured_cv"].triggered, 10)
+        assert waiter.wait(0) == []  # detached: no longer reported
+    finally:
+        for name in conditions:
+            waiter.detach(conditions[name])
+        dds.delete_entities(*writers.values(), *entities, waitset, participant)
+
+
+def _twist_payload() -> bytes:
+    w = CdrWriter()
+    w.int32(1_700_000_000)
+    w.uint32(0)
+    w.string("base")
+    for _ in range(6):
+        w.float64(0.5)
+    return w.payload()
+
+
+def test_silent_topics_are_never_taken_from(make_sim: Any, start_driver: Any,
+                                            ctx: DriverContext, domain_id: int, helpers: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data on one of many subscribed topics all arrives; the silent readers are not taken."""
+    n, rate = 120, 200.0
+    sim = make_sim(arms=["PSM1"], rate_hz=rate, topics=["measured_js"], events=False,
+                   max_samples=n)
+    taken: dict[str, int] = {}
+    take_raw = dds.take_raw
+
+    def counting_take(reader: Any, max_samples: int) -> list[bytes]:
+        name = msgs.ros_topic_name(reader.topic.get_name()) or "?"
+        taken[name] = taken.get(name, 0) + 1
+        return take_raw(reader, max_samples)
+
+    monkeypatch.setattr(dds, "take_raw", counting_take)
+    suffixes = ["measured_js", "setpoint_js", "measured_cp", "measured_cv"]
+    topics = [f"/{arm}/{suffix}" for arm in ("PSM1", "PSM2", "PSM3", "ECM") for suffix in suffixes]
+    types = {"measured_js": "sensor_msgs/msg/JointState",
+             "setpoint_js": "sensor_msgs/msg/JointState",
+             "measured_cp": "geometry_msgs/msg/TransformStamped",
+             "measured_cv": "geometry_msgs/msg/TwistStamped"}
+    driver = start_driver(domain_id=domain_id, default_rate_hz=rate, topics=[
+        {"name": t, "type": types[t.rsplit("/", 1)[1]]} for t in topics])
+    assert sim.wait_for_subscribers(15.0)
+    helpers.wait_for(lambda: len(driver.pipelines) == len(topics), 10, "every subscription")
+    sim.start()
+    helpers.wait_for(lambda: helpers.data_count(ctx, "/PSM1/measured_js") == n, 20,
+                     "every sample of the one published topic")
+    assert sim.published("/PSM1/measured_js") == n
+    assert set(taken) == {"/PSM1/measured_js"}
+    assert {t: p.received for t, p in driver.pipelines.items()} == {
+        t: n if t == "/PSM1/measured_js" else 0 for t in topics}
