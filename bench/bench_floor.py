@@ -257,35 +257,28 @@ def influx_samples(influx: InfluxdService, database: str) -> tuple[dict[str, int
     return samples, points
 
 
-def ring_footprint(port: int, capacity: int | None) -> dict[str, float]:
+def ring_footprint(port: int) -> dict[str, Any]:
     """Return the gateway's ring count and their size once full (from /api/streams).
 
     A ring preallocates its capacity in samples of int64 stamp, int64 receive time, uint8
     quality and ``width`` float64 values (+ an object pointer per sample for events);
     numpy's zeroed pages only become resident as the ring fills, so a short run shows
-    only part of this. Capacities are the gateway's: ``publisher.ring_capacity`` (its
-    default when not configured) and the DriverContext's smaller event-ring capacity.
+    only part of this. Each stream reports its own capacity (rings are sized in time).
     """
-    import dataclasses
-
-    from gateway.config import PublisherConfig
-    from gateway.driver import DriverContext
-
-    sampled_cap = capacity or PublisherConfig().ring_capacity
-    defaults: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(DriverContext)}
-    event_cap = min(sampled_cap, int(defaults.get("event_ring_capacity", sampled_cap)))
     doc = requests.get(f"http://127.0.0.1:{port}/api/streams", timeout=30).json()
     total = filled = 0
     events = 0
+    capacities: dict[int, int] = {}
     for entry in doc["streams"]:
         is_event = entry["kind"] != "sampled"
         events += is_event
-        cap = event_cap if is_event else sampled_cap
+        cap = int(entry["capacity"])
+        capacities[cap] = capacities.get(cap, 0) + 1
         per_sample = 17 + 8 * int(entry["width"])
         total += cap * (per_sample + (8 if is_event else 0))
         filled += min(cap, int(entry["samples"])) * per_sample + (8 * cap if is_event else 0)
-    return {"streams": len(doc["streams"]), "event_streams": events,
-            "capacity_samples": sampled_cap, "event_capacity_samples": event_cap,
+    sizes = ", ".join(f"{n} x {cap}" for cap, n in sorted(capacities.items()))
+    return {"streams": len(doc["streams"]), "event_streams": events, "capacities": sizes,
             "full_mb": round(total / 2**20, 1), "filled_mb": round(filled / 2**20, 1)}
 
 
@@ -500,7 +493,7 @@ class RunResult:
     ingest_summary: str = ""
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
-    rings: dict[str, float] = field(default_factory=dict)
+    rings: dict[str, Any] = field(default_factory=dict)
     gateway_user_sys_percent: tuple[float, float] = (0.0, 0.0)
     gateway_threads: list[tuple[int, str, float]] = field(default_factory=list)
 
@@ -710,9 +703,7 @@ class FloorRun:
                      "medgw_samples_published_total", "medgw_malformed_messages_total"):
             result.metrics_extra[name] = sum(metrics.get(name, {}).values())
         with contextlib.suppress(requests.RequestException, ValueError, KeyError):
-            configured = self.spec.publisher.get("ring_capacity")
-            result.rings = ring_footprint(self.health_port,
-                                          None if configured is None else int(configured))
+            result.rings = ring_footprint(self.health_port)
         self.children["gateway"].memory()
         result.exit_codes["gateway"] = self.children["gateway"].stop(60)
         influx = self.servers.influx
@@ -802,8 +793,7 @@ def print_floor(spec: FloorSpec, result: RunResult, command: str) -> None:
     if result.rings:
         rings = result.rings
         print(f"gateway rings: {rings['streams']:.0f} streams ({rings['event_streams']:.0f} "
-              f"event streams of {rings.get('event_capacity_samples', 0):.0f}) x "
-              f"{rings['capacity_samples']:.0f} samples = "
+              f"of them events; streams x samples: {rings['capacities']}) = "
               f"{rings['full_mb']:.0f} MB once every ring is full; {rings['filled_mb']:.0f} MB "
               "written so far (event rings' text column counted whole: it is filled at start)")
     gw_cpu = result.cpu_percent.get("gateway", float("nan"))

@@ -79,9 +79,15 @@ class PublisherConfig(Strict):
 
     max_batch_samples: int = Field(default=1000, ge=1, le=1_000_000)
     max_latency_ms: float = Field(default=250.0, gt=0, le=60_000)
-    ring_capacity: int = Field(default=16384, ge=16, le=100_000_000, description="samples "
-                               "per sampled stream: 164 s at 100 Hz, 16 s at 1 kHz; the spool, "
-                               "not the ring, absorbs broker outages")
+    ring_capacity: int = Field(default=16384, ge=16, le=100_000_000, description="largest "
+                               "ring of a sampled stream, in samples, and the size of one whose "
+                               "rate is unknown (16 s at 1 kHz); the spool, not the ring, "
+                               "absorbs broker outages")
+    ring_seconds: float | None = Field(
+        default=60.0, ge=1, le=86_400, description="a sampled stream with a nominal rate "
+        "gets a ring of rate x ring_seconds samples (at least 2 x max_batch_samples and 1,024, "
+        "at most ring_capacity), so memory follows the rate; null: ring_capacity for every "
+        "sampled stream")
     encoding: Literal["json", "binary"] = Field(
         default="json", description="payload encoding: json (readable by anyone) or binary "
         "(the same header, raw little-endian arrays: ~30x cheaper to encode and decode)")

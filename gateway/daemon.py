@@ -52,6 +52,8 @@ class Gateway:
                 site=self.config.site, device=device.name, store=self.store,
                 metrics=self.metrics, log=logging.getLogger(f"medgw.device.{device.name}"),
                 ring_capacity=self.config.publisher.ring_capacity,
+                ring_seconds=self.config.publisher.ring_seconds,
+                min_ring_capacity=max(1024, 2 * self.config.publisher.max_batch_samples),
             )
             info = load_driver(device.driver)
             driver = info.create(ctx, loaded.driver_options[device.name])

@@ -8,6 +8,7 @@ through its context. It never writes to a device.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,14 +40,22 @@ class DriverContext:
     log: logging.Logger
     ring_capacity: int = 16384
     event_ring_capacity: int = 4096  # events are rare: a small ring keeps RSS down
+    ring_seconds: float | None = None  # size rings of streams with a known rate in time
+    min_ring_capacity: int = 1024
     _last_event_ns: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add_stream(self, spec: StreamSpec) -> StreamRing:
         """Register one of this device's streams and return its ring."""
-        capacity = self.ring_capacity
+        return self.store.add_stream(spec, self.capacity_for(spec))
+
+    def capacity_for(self, spec: StreamSpec) -> int:
+        """Return the ring size of a stream: small for events, rate x time when known."""
         if spec.is_event:
-            capacity = min(capacity, self.event_ring_capacity)
-        return self.store.add_stream(spec, capacity)
+            return min(self.ring_capacity, self.event_ring_capacity)
+        if self.ring_seconds and spec.rate_hz > 0:
+            wanted = math.ceil(spec.rate_hz * self.ring_seconds)
+            return min(self.ring_capacity, max(self.min_ring_capacity, wanted))
+        return self.ring_capacity
 
     def stream_spec(self, stream: str, fields: tuple[str, ...], units: tuple[str, ...],
                     **kwargs: Any) -> StreamSpec:

@@ -295,7 +295,8 @@ class OpcUaDriver:
         units = {v.field: v.unit for v in group}
         fields = group[0].fields or tuple(dict.fromkeys(v.field for v in group))
         spec = self.ctx.stream_spec(name, tuple(fields), tuple(units.get(f, "") for f in fields),
-                                    kind=StreamKind.SAMPLED, measurement=self.options.measurement)
+                                    kind=StreamKind.SAMPLED, measurement=self.options.measurement,
+                                    rate_hz=self._nominal_rate_hz())
         stream = CarrierStream(name, self.ctx.add_stream(spec),
                                {f: i for i, f in enumerate(fields)})
         rules = self.options.events
@@ -309,6 +310,11 @@ class OpcUaDriver:
             stream.detector = EventDetector(rules.rule(), fields)
         self.streams[name] = stream
         return stream
+
+    def _nominal_rate_hz(self) -> float:
+        """Rows per second a carrier can produce at most (0: unknown, server's fastest)."""
+        interval_ms = self.options.sampling_interval_ms
+        return 1000.0 / interval_ms if interval_ms > 0 else 0.0
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -67,7 +67,7 @@ def _stream_entry(ring: StreamRing, now_ns: int, totals: dict[str, dict[str, flo
         "key": key, "device": spec.device, "stream": spec.stream, "kind": spec.kind.value,
         "measurement": spec.measurement, "fields": list(spec.fields[:MAX_FIELDS]),
         "units": list(spec.units[:MAX_FIELDS]), "width": spec.width,
-        "samples": ring.write_seq - ring.start_seq,
+        "samples": ring.write_seq - ring.start_seq, "capacity": ring.capacity,
         "received": totals["medgw_samples_received_total"].get(key, 0.0),
         "published": totals["medgw_samples_published_total"].get(key, 0.0),
         "spooled": totals["medgw_samples_spooled_total"].get(key, 0.0),

@@ -47,3 +47,17 @@ def test_sampled_streams_keep_their_timestamps_and_events_get_small_rings() -> N
     batch = sampled.snapshot()
     assert batch is not None and batch.timestamps_ns.tolist() == [7, 7]
     assert (sampled.capacity, events.capacity) == (1024, 16)
+
+
+def test_rings_of_streams_with_a_known_rate_are_sized_in_time() -> None:
+    ctx = DriverContext("site", "dev", RingStore(16384), GatewayMetrics(), logging.getLogger("t"),
+                        ring_capacity=16384, event_ring_capacity=4096, ring_seconds=60.0,
+                        min_ring_capacity=2000)
+    sizes = {name: ctx.add_stream(ctx.stream_spec(name, ("x",), ("",), rate_hz=rate)).capacity
+             for name, rate in (("arm", 100.0), ("carrier", 10.0), ("fast", 1000.0),
+                                ("unknown", 0.0))}
+    # 100 Hz x 60 s; 10 Hz x 60 s is below the floor; 1 kHz is capped; no rate: the maximum
+    assert sizes == {"arm": 6000, "carrier": 2000, "fast": 16384, "unknown": 16384}
+    events = ctx.add_stream(ctx.stream_spec("ev", ("x",), ("",), kind=StreamKind.EVENT,
+                                            rate_hz=100.0))
+    assert events.capacity == 4096
