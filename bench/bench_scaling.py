@@ -6,8 +6,8 @@ mosquitto -> ``medgw ingest`` process -> InfluxDB), the same harness as bench_fl
 - carriers: an OPC UA fleet of 1, 10, 50, 200 carriers at 10 Hz, no robot;
 - rate: one full robot (4 arms x measured_js, measured_cp, body/measured_cf) at 100, 250,
   500, 1000 Hz, no carriers;
-- ring capacity: the robot at 1 kHz with ``publisher.ring_capacity`` 65536 and 8192:
-  RSS every 2 s shows the preallocated rings becoming resident as they fill;
+- optionally (``--ring-capacities 65536,8192``): the robot at 1 kHz with those
+  ``publisher.ring_capacity`` values; RSS every 2 s shows the rings becoming resident;
 - optionally (``--windows 2,10,20``): the robot at 100 Hz with the ros2 driver's
   ``batch_window_ms`` set to each value (CPU per wake-up vs latency).
 
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=25.0, help="steady flow per run")
     parser.add_argument("--carriers", default="1,10,50,200")
     parser.add_argument("--rates", default="100,250,500,1000")
-    parser.add_argument("--ring-capacities", default="65536,8192",
+    parser.add_argument("--ring-capacities", default="",
                         help="also: robot at 1000 Hz with these publisher.ring_capacity values")
     parser.add_argument("--windows", default="",
                         help="also: robot at 100 Hz with these ros2 batch_window_ms values")
