@@ -52,8 +52,11 @@ class StreamSpec:
     measurement: str = "telemetry"
     channel_tag: str | None = None
     labels: tuple[tuple[str, float], ...] = ()  # enum names for event codes, e.g. ("FAULT", 3.0)
+    # ``site/device/stream``, the stream's identity everywhere (computed once: hot path)
+    key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.site}/{self.device}/{self.stream}")
         for part, value in (("site", self.site), ("device", self.device), ("stream", self.stream)):
             if not TOPIC_SAFE.fullmatch(value):
                 raise ValueError(
@@ -74,11 +77,6 @@ class StreamSpec:
                 raise ValueError(
                     f"stream {self.key}: channel_tag set but fields {bad} are not 'channel.field'"
                 )
-
-    @property
-    def key(self) -> str:
-        """Return ``site/device/stream``, the stream's identity everywhere."""
-        return f"{self.site}/{self.device}/{self.stream}"
 
     @property
     def width(self) -> int:
