@@ -185,7 +185,7 @@ class MqttPublisher:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
-        store.add_listener(self._on_append)
+        store.add_listener(self._on_append, events_only=True)
 
     def _status(self, state: str) -> bytes:
         return orjson.dumps({"v": 1, "site": self.config.site, "gateway": self.config.gateway,
@@ -204,8 +204,7 @@ class MqttPublisher:
         self._wake.set()
 
     def _on_append(self, stream: StreamSpec) -> None:
-        if stream.is_event:
-            self._request_scan()
+        self._request_scan()  # an event: the priority lane publishes it at once
 
     def _on_drop(self, key: str, n: int, reason: str) -> None:
         self.metrics.dropped.labels(key, reason).inc(n)

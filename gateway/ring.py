@@ -251,7 +251,7 @@ class RingStore:
         self.default_capacity = default_capacity
         self._rings: dict[str, StreamRing] = {}
         self._lock = threading.Lock()
-        self._listeners: list[AppendListener] = []
+        self._listeners: list[tuple[AppendListener, bool]] = []  # (listener, events only)
 
     def add_stream(self, stream: StreamSpec, capacity: int | None = None,
                    first_seq: int = 0) -> StreamRing:
@@ -263,8 +263,9 @@ class RingStore:
                     raise ValueError(f"stream {stream.key} already registered with another shape")
                 return ring
             ring = StreamRing(stream, capacity or self.default_capacity, first_seq)
-            for listener in self._listeners:
-                ring.add_listener(listener)
+            for listener, events_only in self._listeners:
+                if stream.is_event or not events_only:
+                    ring.add_listener(listener)
             self._rings[stream.key] = ring
             return ring
 
@@ -280,12 +281,16 @@ class RingStore:
         with self._lock:
             return list(self._rings.values())
 
-    def add_listener(self, listener: AppendListener) -> None:
-        """Call ``listener(stream)`` after every append on every ring, present and future."""
+    def add_listener(self, listener: AppendListener, events_only: bool = False) -> None:
+        """Call ``listener(stream)`` after every append on every ring, present and future.
+
+        With ``events_only`` only event streams' rings call it (sampled appends stay free).
+        """
         with self._lock:
-            self._listeners.append(listener)
+            self._listeners.append((listener, events_only))
             for ring in self._rings.values():
-                ring.add_listener(listener)
+                if ring.stream.is_event or not events_only:
+                    ring.add_listener(listener)
 
     def reader(self, name: str, from_start: bool = True) -> RingReader:
         """Create a reader with its own cursors (from each ring's first sample, or from now)."""

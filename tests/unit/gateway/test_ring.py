@@ -121,6 +121,21 @@ def test_independent_readers_via_store() -> None:
     assert slow_all.batch is not None and slow_all.batch.first_seq == 4
 
 
+def test_events_only_listeners_hear_event_rings_present_and_future() -> None:
+    store = RingStore(16)
+    early = store.add_stream(SPEC)
+    heard_all: list[str] = []
+    heard_events: list[str] = []
+    store.add_listener(lambda spec: heard_all.append(spec.stream))
+    store.add_listener(lambda spec: heard_events.append(spec.stream), events_only=True)
+    late_events = store.add_stream(EVENTS)
+    early.append(*_rows(0, 2))
+    early.append_one(5, np.zeros(2))
+    late_events.append_one(6, np.zeros(1), text="door open")
+    assert heard_all == ["s", "s", "ev"]
+    assert heard_events == ["ev"]
+
+
 def test_store_rejects_same_key_with_other_shape() -> None:
     store = RingStore(16)
     store.add_stream(SPEC)
