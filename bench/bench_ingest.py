@@ -3,7 +3,7 @@
 mosquitto and a real influxd, in the same run.
 
     python bench/bench_ingest.py [--samples 200000] [--width 7] [--batch 1000]
-                                 [--lines-per-write 5000]
+                                 [--lines-per-write 5000] [--rounds 3] [--encoding json|binary]
 
 Both paths write into their own fresh database on the same influxd. The medgw figure is
 points/s from the first MQTT publish until the ingest wrote the last point (the messages
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -133,37 +134,48 @@ def main() -> None:
     parser.add_argument("--lines-per-write", type=int, default=5000)
     parser.add_argument("--encoding", choices=sorted(ENCODERS), default="json",
                         help="payload encoding the gateway would publish")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="each round runs both paths with gzip off and on; medians printed")
     args = parser.parse_args()
     batches = make_batches(args.samples, args.width, args.batch)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     rows = []
     try:
-        rows = run_all(tmp, batches, args.samples, args.lines_per_write, args.encoding)
+        rows = run_all(tmp, batches, args.samples, args.lines_per_write, args.encoding,
+                       args.rounds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{args.samples} points x {args.width} float fields, MQTT batches of {args.batch} "
           f"samples ({args.encoding}), {args.lines_per_write} lines per /write, influxd 1.x "
-          "on loopback")
+          f"on loopback, median of {args.rounds} rounds")
     print(f"{'gzip':6} {'raw HTTP /write pts/s':>22} {'medgw ingest pts/s':>20} {'ratio':>7}")
     for use_gzip, raw, ours in rows:
         print(f"{'on' if use_gzip else 'off':6} {raw:22,.0f} {ours:20,.0f} {ours / raw:7.2f}")
 
 
 def run_all(tmp: Path, batches: list[SampleBatch], samples: int, lines_per_write: int,
-            encoding: str) -> list[tuple[bool, float, float]]:
-    """Both paths, gzip off then on, against one mosquitto and one influxd under ``tmp``."""
-    rows = []
+            encoding: str, rounds: int = 1) -> list[tuple[bool, float, float]]:
+    """Both paths, gzip off then on, ``rounds`` times, against one mosquitto and one influxd.
+
+    Returns (gzip, median raw points/s, median medgw points/s) per gzip setting.
+    """
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     with MosquittoService(tmp / "mosquitto") as broker, InfluxdService(tmp / "influxd") as influxd:
-        for use_gzip in (False, True):
-            raw_db, our_db = f"raw_{int(use_gzip)}", f"medgw_{int(use_gzip)}"
-            influxd.create_database(raw_db)
-            influxd.create_database(our_db)
-            raw = raw_write(influxd.url, raw_db, batches, lines_per_write, use_gzip)
-            ours = medgw_ingest(broker, influxd, our_db, batches, lines_per_write, use_gzip,
-                                encoding)
-            assert count(influxd, raw_db) == count(influxd, our_db) == samples
-            rows.append((use_gzip, raw, ours))
-    return rows
+        for round_no in range(rounds):
+            for use_gzip in (False, True):
+                raw_db = f"raw_{int(use_gzip)}_{round_no}"
+                our_db = f"medgw_{int(use_gzip)}_{round_no}"
+                influxd.create_database(raw_db)
+                influxd.create_database(our_db)
+                raw = raw_write(influxd.url, raw_db, batches, lines_per_write, use_gzip)
+                ours = medgw_ingest(broker, influxd, our_db, batches, lines_per_write, use_gzip,
+                                    encoding)
+                assert count(influxd, raw_db) == count(influxd, our_db) == samples
+                runs[use_gzip].append((raw, ours))
+                print(f"round {round_no + 1} gzip {'on' if use_gzip else 'off'}: raw {raw:,.0f}"
+                      f"  medgw {ours:,.0f}  ratio {ours / raw:.2f}", flush=True)
+    return [(use_gzip, statistics.median(r for r, _ in pairs),
+             statistics.median(o for _, o in pairs)) for use_gzip, pairs in runs.items()]
 
 
 if __name__ == "__main__":
