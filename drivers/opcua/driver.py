@@ -312,9 +312,14 @@ class OpcUaDriver:
         return stream
 
     def _nominal_rate_hz(self) -> float:
-        """Rows per second a carrier can produce at most (0: unknown, server's fastest)."""
-        interval_ms = self.options.sampling_interval_ms
-        return 1000.0 / interval_ms if interval_ms > 0 else 0.0
+        """A carrier's nominal rows per second: one per sampling interval, or, with
+        ``sampling_interval_ms: 0`` (the server's fastest), one per publishing interval.
+
+        Only sizes the ring (gateway/driver.py ``capacity_for``), whose floor of 2 x
+        ``max_batch_samples`` leaves a wide margin for queued values arriving faster.
+        """
+        interval_ms = self.options.sampling_interval_ms or self.options.publishing_interval_ms
+        return 1000.0 / interval_ms
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
