@@ -15,7 +15,8 @@ broker for it. Once subscribed, a worker announces itself (retained, with an "of
 Will) on ``{prefix}_ctl/ingest/{client_id}/status``; gateways wait for that after a broker
 restart before they resend.
 Duplicates (redeliveries, spool replays) are acknowledged without a second write and are
-not counted twice; sequence gaps are recorded in ``medgw_gap`` (see gateway/seqtrack.py).
+not counted twice; every PUBACK goes out in the order the messages arrived; sequence gaps
+are recorded in ``medgw_gap`` (see gateway/seqtrack.py).
 """
 
 from __future__ import annotations
@@ -219,22 +220,28 @@ class Ingest:
                 if self._stop.is_set():
                     break
                 continue
-            if self._prepare(item):
-                batch.append(item)
-                lines += item.n_lines
+            self._prepare(item)
+            batch.append(item)  # written or not, acknowledged in arrival order after the write
+            lines += item.n_lines
         return batch
 
-    def _prepare(self, item: _Pending) -> bool:
-        """Decode one message into lines; False when it was handled without a write."""
+    def _prepare(self, item: _Pending) -> None:
+        """Ready one message for the write; one that needs none keeps no lines.
+
+        Every message of a batch is acknowledged after the batch's write, in the order the
+        broker sent them (MQTT asks for PUBACKs in order): a duplicate or a status message
+        is not acknowledged ahead of earlier messages still waiting for InfluxDB.
+        """
         self.stats.messages += 1
         if item.topic.endswith("/status"):
             self._record_status(item)
-            self._ack([item])
-            return False
+            self._no_write(item)
+            return
         batch = item.batch
         if batch is None:
             self._quarantine(item, item.error or "not decoded")
-            return False
+            self._no_write(item)
+            return
         item.batch = None  # the lines are all the writer needs
         item.stream_key = batch.stream.key
         item.site = batch.stream.site
@@ -243,9 +250,11 @@ class Ingest:
         duplicates = len(batch) - item.n_samples
         self.stats.duplicates += duplicates
         if item.n_samples == 0:  # already written: a redelivery or a replay
-            self._ack([item])
-            return False
-        return True
+            self._no_write(item)
+
+    @staticmethod
+    def _no_write(item: _Pending) -> None:
+        item.lines, item.n_lines = b"", 0
 
     def _record_status(self, item: _Pending) -> None:
         self.stats.status_messages += 1
@@ -254,9 +263,10 @@ class Ingest:
             self.stats.gateways[f"{doc['site']}/{doc['gateway']}"] = str(doc["state"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             if item.payload:  # an empty retained message only clears the topic
-                self._quarantine(item, "status message is not a medgw status", ack=False)
+                self._quarantine(item, "status message is not a medgw status")
 
-    def _quarantine(self, item: _Pending, reason: str, ack: bool = True) -> None:
+    def _quarantine(self, item: _Pending, reason: str) -> None:
+        """Count and dead-letter a message (it is acknowledged with its batch)."""
         self.stats.malformed += 1
         log.warning("quarantined message on %s: %s", item.topic, reason)
         envelope = orjson.dumps({"topic": item.topic, "reason": reason,
@@ -267,8 +277,6 @@ class Ingest:
         if self._dead_letter_file is not None:
             with self._dead_letter_file.open("ab") as out:
                 out.write(envelope + b"\n")
-        if ack:
-            self._ack([item])
 
     def _create_database(self) -> bool:
         """Create the v1 database when configured to; True if the write is worth repeating."""
@@ -295,8 +303,10 @@ class Ingest:
         Returns False only when stopping before the write succeeded: the messages stay
         unacknowledged and the broker redelivers them.
         """
-        body = b"".join(item.lines for item in batch)
         n_lines = sum(item.n_lines for item in batch)
+        if n_lines == 0:  # duplicates, status or quarantined messages only: ack them
+            return True
+        body = b"".join(item.lines for item in batch)
         return self._write_lines(body, n_lines, batch)
 
     def _write_lines(self, body: bytes, n_lines: int, batch: list[_Pending]) -> bool:
@@ -338,8 +348,7 @@ class Ingest:
             ok = self._write_lines(first, half, batch)
             only.n_samples = samples
             return ok and self._write_lines(second, n_lines - half, batch)
-        self._quarantine(batch[0], f"InfluxDB refused the points (HTTP {err.status}): {err}",
-                         ack=False)
+        self._quarantine(batch[0], f"InfluxDB refused the points (HTTP {err.status}): {err}")
         return True
 
     def _ack(self, batch: list[_Pending]) -> None:
