@@ -25,6 +25,9 @@ class RecordingWriter:
     def write(self, body: bytes, n_lines: int) -> None:
         self.writes.append((n_lines, len(self.acks)))
 
+    def close(self) -> None:
+        pass
+
 
 def message(mid: int, topic: str, payload: bytes) -> mqtt.MQTTMessage:
     msg = mqtt.MQTTMessage(mid=mid, topic=topic.encode())
