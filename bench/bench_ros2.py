@@ -201,13 +201,15 @@ def _measure(label: str, scenario: Scenario, domain: int, count: int,
     done = threading.Event()
 
     def watch() -> None:  # samples the consumer's count every 2 ms
+        last_n = 0
         while not done.is_set():
             n = received()
             now = time.monotonic()
             if n and "first" not in window:
                 window["first"], window["cpu0"] = now, time.process_time()
-            if n:
+            if n > last_n:  # the window ends at the last message, not at the last poll
                 window["last"], window["cpu1"] = now, time.process_time()
+                last_n = n
             time.sleep(0.002)
 
     watcher = threading.Thread(target=watch, daemon=True)
