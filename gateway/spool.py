@@ -279,6 +279,7 @@ class Spool:
                 del self.records[index]
                 self._forget(record)
                 self._count_drop(record.key, record.n, "spool_full_oldest")
+                self._delete_unused_segments()
                 return True
         return False
 
@@ -433,6 +434,7 @@ class Spool:
     def _evict_acked(self, force_bytes: int = 0) -> None:
         """Drop acknowledged records from the head: past their window, or to make room."""
         now = time.monotonic()
+        evicted = False
         while self.records:
             head = self.records[0]
             if head.acked_at is None:
@@ -446,6 +448,7 @@ class Spool:
             self.records.popleft()
             self._send_pos = max(0, self._send_pos - 1)
             self._forget(head)
+            evicted = True
             if self.confirm and not head.committed:  # acknowledged, never confirmed
                 self.evicted_unconfirmed[head.key] = (
                     self.evicted_unconfirmed.get(head.key, 0) + head.n)
@@ -453,7 +456,8 @@ class Spool:
                             "no ingest worker confirmed yet", head.n, head.key)
                 if self.on_drop is not None:
                     self.on_drop(head.key, head.n, "spool_full_unconfirmed")
-        self._delete_unused_segments()
+        if evicted:  # not on every append: most appends evict nothing
+            self._delete_unused_segments()
 
     def _delete_unused_segments(self) -> None:
         for segment in list(self._fds):
@@ -473,6 +477,7 @@ class Spool:
         """fsync the active segment and atomically persist the first unacknowledged id."""
         self._last_flush = time.monotonic()
         self._evict_acked()
+        self._delete_unused_segments()
         if self._active is not None and self._active in self._fds:
             self._fsync(self._active)
         if not self._dirty:
