@@ -43,7 +43,6 @@ class DriverContext:
     ring_seconds: float | None = None  # size rings of streams with a known rate in time
     min_ring_capacity: int = 1024
     _last_event_ns: dict[str, tuple[int, int]] = field(default_factory=dict)
-    _count_children: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
 
     def add_stream(self, spec: StreamSpec) -> StreamRing:
         """Register one of this device's streams and return its ring."""
@@ -85,18 +84,11 @@ class DriverContext:
 
     def count(self, ring: StreamRing, n: int, newest_ns: int) -> None:
         """Update received/last-seen metrics after the driver appended ``n`` samples."""
-        # the labelled children per stream, looked up once (labels() costs a lock + a dict)
-        children = self._count_children.get(ring.stream.key)
-        if children is None:
-            key, m = ring.stream.key, self.metrics
-            children = (m.received.labels(key), m.last_seen.labels(key),
-                        m.events.labels(key) if ring.stream.is_event else None)
-            self._count_children[key] = children
-        received, last_seen, events = children
-        received.inc(n)
-        last_seen.set(newest_ns / 1e9)
-        if events is not None:
-            events.inc(n)
+        key, m = ring.stream.key, self.metrics
+        m.child(m.received, key).inc(n)
+        m.child(m.last_seen, key).set(newest_ns / 1e9)
+        if ring.stream.is_event:
+            m.child(m.events, key).inc(n)
 
     def set_connected(self, connected: bool) -> None:
         """Record the device session state (exported as medgw_device_connected)."""

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics import MetricWrapperBase
+
+MetricT = TypeVar("MetricT", bound=MetricWrapperBase)
 
 
 class GatewayMetrics:
@@ -10,6 +15,7 @@ class GatewayMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         r = self.registry
         self.received = Counter("medgw_samples_received", "Samples appended to the ring",
                                 ["stream"], registry=r)
@@ -52,3 +58,12 @@ class GatewayMetrics:
                                        registry=r)
         self.events = Counter("medgw_events", "Event samples (priority lane)", ["stream"],
                               registry=r)
+
+    def child(self, metric: MetricT, *labels: str) -> MetricT:
+        """Return ``metric.labels(*labels)``, looked up once (``labels()`` takes a lock and
+        builds a key on every call: too dear on the per-batch paths)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found  # type: ignore[return-value]

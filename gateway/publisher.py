@@ -41,7 +41,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -70,9 +69,6 @@ class StreamCounters:
     lost: int = 0
     messages: int = 0
     last_flush: float = field(default_factory=time.monotonic)
-    # this stream's Prometheus children, looked up once (labels() costs a dict + lock each)
-    published_metric: Any = None
-    spooled_metric: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +279,7 @@ class MqttPublisher:
             return
         counters = self._counters(done.key)
         counters.acked += done.n
-        counters.published_metric.inc(done.n)
+        self.metrics.child(self.metrics.published, done.key).inc(done.n)
 
     def start(self) -> None:
         """Connect (in the background, retrying) and start the publishing thread."""
@@ -371,9 +367,7 @@ class MqttPublisher:
     def _counters(self, key: str) -> StreamCounters:
         counters = self.counters.get(key)
         if counters is None:
-            counters = self.counters[key] = StreamCounters(
-                published_metric=self.metrics.published.labels(key),
-                spooled_metric=self.metrics.spooled.labels(key))
+            counters = self.counters[key] = StreamCounters()
         return counters
 
     def _spool_next(self, ring: StreamRing) -> int:
@@ -401,7 +395,7 @@ class MqttPublisher:
                 self.reader.seek(ring.stream.key, batch.first_seq)  # keep it in the ring
                 return 0
             return len(batch)
-        counters.spooled_metric.inc(len(batch))
+        self.metrics.child(self.metrics.spooled, batch.stream.key).inc(len(batch))
         return len(batch)
 
     def _holding(self) -> bool:

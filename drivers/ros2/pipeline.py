@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import Gauge
 
 from drivers.ros2.cdr import CDR2_LE, CDR_LE, CdrError
 from drivers.ros2.mapping import (
@@ -189,7 +188,6 @@ class TopicPipeline:
         self.first_stamp_ns: int | None = None  # earliest / latest sample time appended
         self.max_stamp_ns: int | None = None
         self.last_values: FloatArray | None = None
-        self._clock_offset: Gauge | None = None  # medgw_clock_offset_seconds{stream}
         self.clock: StaleClock | None = None
         if settings.stale_periods is not None and settings.rate_hz > 0:
             self.clock = StaleClock.for_rate(settings.rate_hz, settings.stale_periods,
@@ -497,9 +495,8 @@ class TopicPipeline:
         self._track_range(lo, hi)
         self.last_values = last_values
         self.ctx.count(self.ring, n, newest)
-        if self._clock_offset is None:
-            self._clock_offset = self.ctx.metrics.clock_offset.labels(self.ring.stream.key)
-        self._clock_offset.set((last_rx - newest) / 1e9)
+        metrics = self.ctx.metrics
+        metrics.child(metrics.clock_offset, self.ring.stream.key).set((last_rx - newest) / 1e9)
 
     def _track_range(self, lo: int, hi: int) -> None:
         self.first_stamp_ns = lo if self.first_stamp_ns is None else min(self.first_stamp_ns, lo)
