@@ -339,16 +339,13 @@ class TopicPipeline:
         if set(map(len, payloads)) != {layout.length}:
             return None
         mat = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(n, layout.length)
-        if not (mat[:, layout.struct_idx] == layout.struct_bytes).all():
+        match, sec, nanosec, values = layout.extract(mat)
+        if not match.all():
             return None
         quality = np.zeros(n, dtype=np.uint8)
-        so = layout.stamp_offset
-        if so < 0:
+        if layout.stamp_offset < 0:
             ts = rx.copy()
         else:
-            stamp = np.ascontiguousarray(mat[:, so:so + 8])
-            sec = stamp.view("<i4")[:, 0].astype(np.int64)
-            nanosec = stamp.view("<u4")[:, 1].astype(np.int64)
             if int(nanosec.max()) >= NS or int(sec.min()) < 0:
                 return None
             ts = sec * NS + nanosec  # in range: 0 exactly when the stamp is unset
@@ -356,8 +353,6 @@ class TopicPipeline:
                 unset = ts == 0
                 ts[unset] = rx[unset]
                 quality[unset] = Quality.UNCERTAIN
-        values = np.ascontiguousarray(mat[:, layout.value_idx]).view("<f8").astype(
-            np.float64, copy=False)
         finite = np.isfinite(values).all(axis=1)
         if not finite.all():
             quality[~finite] = Quality.BAD
