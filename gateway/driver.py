@@ -82,11 +82,17 @@ class DriverContext:
         self.count(ring, 1, timestamp_ns)
         return seq
 
-    def count(self, ring: StreamRing, n: int, newest_ns: int) -> None:
-        """Update received/last-seen metrics after the driver appended ``n`` samples."""
+    def count(self, ring: StreamRing, n: int, newest_ns: int,
+              receive_ns: int | None = None) -> None:
+        """Update received/last-seen metrics after the driver appended ``n`` samples.
+
+        With ``receive_ns`` (when the newest sample arrived) also the clock offset.
+        """
         key, m = ring.stream.key, self.metrics
         m.child(m.received, key).inc(n)
         m.child(m.last_seen, key).set(newest_ns / 1e9)
+        if receive_ns is not None:
+            m.child(m.clock_offset, key).set((receive_ns - newest_ns) / 1e9)
         if ring.stream.is_event:
             m.child(m.events, key).inc(n)
 

@@ -475,9 +475,7 @@ class OpcUaDriver:
         values = np.array([r.values for r in rows], dtype=np.float64).reshape(n, asm.width)
         quality = np.fromiter((r.quality for r in rows), dtype=np.uint8, count=n)
         stream.ring.append(ts, values, quality, receive_ns=np.full(n, rx, dtype=np.int64))
-        self.ctx.count(stream.ring, n, int(ts[-1]))
-        metrics = self.ctx.metrics
-        metrics.child(metrics.clock_offset, stream.ring.stream.key).set((rx - ts[-1]) / 1e9)
+        self.ctx.count(stream.ring, n, int(ts[-1]), rx)
         self.stats.rows += n
         if stream.detector is not None and stream.event_ring is not None:
             self._events(stream, stream.detector, stream.event_ring, rows, rx)

@@ -489,9 +489,7 @@ class TopicPipeline:
         self.last_stamp_ns = newest
         self._track_range(lo, hi)
         self.last_values = last_values
-        self.ctx.count(self.ring, n, newest)
-        metrics = self.ctx.metrics
-        metrics.child(metrics.clock_offset, self.ring.stream.key).set((last_rx - newest) / 1e9)
+        self.ctx.count(self.ring, n, newest, last_rx)
 
     def _track_range(self, lo: int, hi: int) -> None:
         self.first_stamp_ns = lo if self.first_stamp_ns is None else min(self.first_stamp_ns, lo)
