@@ -4,13 +4,13 @@ The publisher hop (bench_publisher.py) compares ring -> encode -> MQTT against r
 publishing *pre-encoded* payloads, so the encoding is the publisher's own cost. This
 benchmark times, per batch of samples, in one process and without the network:
 
-- ``gateway.payload.encode`` as shipped (orjson, OPT_SERIALIZE_NUMPY on float64 arrays);
+- ``gateway.wire.payload.encode`` as shipped (orjson, OPT_SERIALIZE_NUMPY on float64 arrays);
 - the same document with the arrays as Python lists (``values.tolist()``);
 - the arrays pre-rounded to 6 decimals (``np.round``) before OPT_SERIALIZE_NUMPY;
 - the arrays as float32 (shorter shortest-repr digits; loses precision: reference only);
 - a binary layout (JSON header + raw little-endian arrays, base64 inside JSON and as a
   separate raw frame): the upper bound of a non-JSON encoding;
-- and the ingest side: ``gateway.payload.decode`` vs decoding the binary layout.
+- and the ingest side: ``gateway.wire.payload.decode`` vs decoding the binary layout.
 
 Nothing in gateway/ is changed: the alternatives are written here, for measurement only.
 
@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from gateway.model import SampleBatch, StreamSpec, make_batch  # noqa: E402
-from gateway.payload import PAYLOAD_VERSION, decode, encode  # noqa: E402
+from gateway.wire.payload import PAYLOAD_VERSION, decode, encode  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

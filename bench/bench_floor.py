@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
-from gateway.services import InfluxdService, MosquittoService, free_port  # noqa: E402
+from gateway.ops.services import InfluxdService, MosquittoService, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent

@@ -32,11 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.config import parse_config  # noqa: E402
-from gateway.ingest import Ingest  # noqa: E402
-from gateway.lineproto import encode_batch  # noqa: E402
 from gateway.model import SampleBatch, StreamSpec, make_batch  # noqa: E402
-from gateway.payload import ENCODERS, data_topic  # noqa: E402
-from gateway.services import InfluxdService, MosquittoService  # noqa: E402
+from gateway.ops.services import InfluxdService, MosquittoService  # noqa: E402
+from gateway.server.ingest import Ingest  # noqa: E402
+from gateway.server.lineproto import encode_batch  # noqa: E402
+from gateway.wire.payload import ENCODERS  # noqa: E402
+from gateway.wire.topics import data_topic  # noqa: E402
 
 INFLIGHT = 256
 

@@ -27,12 +27,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import parse_config
+from gateway.edge.publisher import MqttPublisher
 from gateway.metrics import GatewayMetrics
 from gateway.model import SampleBatch, StreamSpec, make_batch
-from gateway.payload import ENCODERS, data_topic
-from gateway.publisher import MqttPublisher
+from gateway.ops.services import MosquittoService
 from gateway.ring import RingStore
-from gateway.services import MosquittoService
+from gateway.wire.payload import ENCODERS
+from gateway.wire.topics import data_topic
 
 INFLIGHT = 64
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from gateway import plugins
 from gateway.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"  # safe as an MQTT topic level and an InfluxDB tag value
@@ -239,8 +240,6 @@ def _config_error(err: ValidationError, file: str,
 
 def parse_config(data: Any, file: str = "<config>") -> LoadedConfig:
     """Validate already-parsed YAML data (dict) into a LoadedConfig."""
-    from drivers.registry import load_driver  # late: drivers import gateway modules
-
     if not isinstance(data, dict):
         raise ConfigError("the file must contain a mapping (site:, gateway:, devices: ...)", file)
     try:
@@ -250,7 +249,7 @@ def parse_config(data: Any, file: str = "<config>") -> LoadedConfig:
     options: dict[str, BaseModel] = {}
     for index, device in enumerate(config.devices):
         try:
-            info = load_driver(device.driver)
+            info = plugins.load_driver(device.driver)
         except ConfigError as err:
             raise ConfigError(str(err), file, f"devices[{index}].driver") from err
         try:

@@ -7,9 +7,9 @@ from types import TracebackType
 from typing import Any
 
 from gateway.config import LoadedConfig, parse_config
-from gateway.daemon import Gateway, GatewayThread
-from gateway.ingest import Ingest
-from gateway.services import MosquittoService
+from gateway.edge.daemon import Gateway, GatewayThread
+from gateway.ops.services import MosquittoService
+from gateway.server.ingest import Ingest
 from tests.helpers import InfluxTarget, wait_until
 
 

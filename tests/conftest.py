@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from gateway.services import (
+from gateway.ops.services import (
     InfluxdService,
     ManagedProcess,
     MosquittoService,

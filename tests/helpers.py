@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.services import InfluxdService
+from gateway.ops.services import InfluxdService
 
 T = TypeVar("T")
 
@@ -52,3 +53,8 @@ class InfluxTarget:
     def count(self, measurement: str, field: str = "seq", where: str = "") -> int:
         """Return the number of points of ``measurement`` in this database."""
         return self.service.count(measurement, self.database, field, where)
+
+
+def sample_config_path(name: str) -> Path:
+    """Return the path of a driver's sample gateway config (drivers/<name>/sample.yaml)."""
+    return Path(__file__).resolve().parents[1] / "drivers" / name / "sample.yaml"

@@ -1,6 +1,7 @@
 """OPC UA driver: subscriptions on a carrier fleet server (or any OPC UA server), read-only."""
 
 from drivers.opcua.driver import OpcUaDriver
+from drivers.opcua.mapping import EVENT_LABELS
 from drivers.opcua.options import BrowseSpec, EventOptions, NodeSpec, OpcUaOptions
 from gateway.driver import DriverInfo
 
@@ -11,4 +12,5 @@ DRIVER = DriverInfo(
     description="OPC UA subscriptions (asyncua), Basic256Sha256, carrier events",
 )
 
-__all__ = ["DRIVER", "BrowseSpec", "EventOptions", "NodeSpec", "OpcUaDriver", "OpcUaOptions"]
+__all__ = ["DRIVER", "EVENT_LABELS", "BrowseSpec", "EventOptions", "NodeSpec", "OpcUaDriver",
+           "OpcUaOptions"]

@@ -1,6 +1,12 @@
-"""ROS 2 driver: CRTK/ROS 2 topics over Cyclone DDS (ROS 2 wire conventions) into the rings."""
+"""ROS 2 driver: CRTK/ROS 2 topics over Cyclone DDS (ROS 2 wire conventions) into the rings.
+
+The names below are the package's public face; the rest of gateway/ imports nothing else
+of it (the dependency rule in the README's Layout section).
+"""
 
 from drivers.ros2.driver import Ros2Driver, Ros2Options, TopicOptions
+from drivers.ros2.mapping import CRTK_STATES, TYPE_TABLE
+from drivers.ros2.replay import replay_from_config
 from gateway.driver import DriverInfo
 
 DRIVER = DriverInfo(
@@ -10,4 +16,5 @@ DRIVER = DriverInfo(
     description="ROS 2 topics (JointState, poses, twists, wrenches, CRTK state) over DDS",
 )
 
-__all__ = ["DRIVER", "Ros2Driver", "Ros2Options", "TopicOptions"]
+__all__ = ["CRTK_STATES", "DRIVER", "TYPE_TABLE", "Ros2Driver", "Ros2Options", "TopicOptions",
+           "replay_from_config"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import app
+from gateway.ops.cli import app
 
 pytestmark = pytest.mark.hil
 

@@ -18,7 +18,7 @@ from asyncua import ua
 
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.mapping import snake_case
-from gateway.services import MosquittoService
+from gateway.ops.services import MosquittoService
 from simulators.transport_carrier import CarrierSim, SimConfig, WriteRecord
 from simulators.transport_carrier.fleet import COLD_CHAIN_MAX_C, COLD_CHAIN_MIN_C
 from tests.chain import Chain, chain_config

@@ -13,10 +13,10 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from typer.testing import CliRunner
 
 from drivers.ros2.msgs import CRTK_OPERATING_STATE_MSG
-from gateway.cli import app
 from gateway.config import parse_config
-from gateway.ingest import Ingest
-from gateway.services import MosquittoService
+from gateway.ops.cli import app
+from gateway.ops.services import MosquittoService
+from gateway.server.ingest import Ingest
 from tests.helpers import InfluxTarget, wait_until
 from tests.integration.gateway.test_chain import PayloadRecorder
 from tests.integration.ros2.test_replay import write_bag

@@ -7,8 +7,8 @@ import pytest
 
 from drivers.ros2 import dds
 from gateway.model import Quality
+from gateway.ops.services import MosquittoService
 from gateway.ring import StreamRing
-from gateway.services import MosquittoService
 from simulators.surgical_robot import RobotSimulator, SimConfig, arms
 from tests.chain import Chain, chain_config
 from tests.helpers import InfluxTarget, wait_until

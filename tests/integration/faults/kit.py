@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from gateway.config import LoadedConfig, parse_config
-from gateway.services import MosquittoService
+from gateway.ops.services import MosquittoService
 from tests.chain import Chain
 from tests.helpers import InfluxTarget, wait_until
 

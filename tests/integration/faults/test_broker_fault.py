@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import MosquittoService
+from gateway.ops.services import MosquittoService
 from tests.helpers import InfluxTarget, wait_until
 from tests.integration.faults.kit import (
     STREAMS,

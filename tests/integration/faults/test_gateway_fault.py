@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ingest import Ingest
-from gateway.services import MosquittoService
+from gateway.ops.services import MosquittoService
+from gateway.server.ingest import Ingest
 from tests.helpers import InfluxTarget, wait_until
 from tests.integration.faults.kit import (
     STREAMS,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.daemon import Gateway, GatewayThread
-from gateway.services import MosquittoService
+from gateway.edge.daemon import Gateway, GatewayThread
+from gateway.ops.services import MosquittoService
 from tests.helpers import InfluxTarget, wait_until
 from tests.integration.faults.kit import (
     STREAMS,

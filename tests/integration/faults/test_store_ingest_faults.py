@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import MosquittoService
+from gateway.ops.services import MosquittoService
 from tests.helpers import InfluxTarget, wait_until
 from tests.integration.faults.kit import (
     STREAMS,
@@ -65,7 +65,7 @@ def test_ingest_sigkill_and_restart_loses_nothing(mosquitto: MosquittoService,
     config = write_config(tmp_path / "medgw.yaml", data)
     ingest = MedgwProcess("ingest", config, tmp_path / "ingest.log").start()
     loaded = load(data)
-    from gateway.daemon import Gateway, GatewayThread
+    from gateway.edge.daemon import Gateway, GatewayThread
 
     gateway = Gateway(loaded)
     runner = GatewayThread(gateway)

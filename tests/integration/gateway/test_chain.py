@@ -12,8 +12,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.synthetic.driver import SyntheticStream, waveform_values
-from gateway.payload import BINARY_MAGIC, payload_schema
-from gateway.services import MosquittoService
+from gateway.ops.services import MosquittoService
+from gateway.wire.payload import BINARY_MAGIC, payload_schema
 from tests.chain import Chain, chain_config
 from tests.helpers import InfluxTarget, wait_until
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.services import MosquittoService, VictoriaMetricsService
+from gateway.ops.services import MosquittoService, VictoriaMetricsService
 from tests.chain import Chain
 from tests.helpers import wait_until
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.errors import BrokerError
-from gateway.services import MosquittoService, find_binary
+from gateway.ops.services import MosquittoService, find_binary
 from tests.chain import Chain, chain_config
 from tests.helpers import InfluxTarget, wait_until
 
@@ -114,7 +114,7 @@ def test_tls_and_password_chain_delivers(secure_broker: tuple[MosquittoService, 
     ingest_cfg = secure_config(broker, ca, influxdb, "test-site", "INGEST_PW", INGEST_USER,
                                ingest={"client_id": "secure-ingest"})
     chain = Chain(gateway_cfg)
-    from gateway.ingest import Ingest
+    from gateway.server.ingest import Ingest
 
     chain.ingest = Ingest(ingest_cfg)
     with chain:
@@ -130,7 +130,7 @@ def test_wrong_password_is_refused_clearly(secure_broker: tuple[MosquittoService
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     broker, ca = secure_broker
     monkeypatch.setenv("GW_PW", "not-the-password")
-    from gateway.daemon import Gateway
+    from gateway.edge.daemon import Gateway
 
     gateway = Gateway(secure_config(broker, ca, influxdb, "test-site", "GW_PW"))
     gateway.publisher.start()
@@ -150,7 +150,7 @@ def test_publish_outside_the_site_prefix_is_refused(secure_broker: tuple[Mosquit
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     broker, ca = secure_broker
     monkeypatch.setenv("GW_PW", GW_PASSWORD)
-    from gateway.daemon import Gateway, GatewayThread
+    from gateway.edge.daemon import Gateway, GatewayThread
 
     gateway = Gateway(secure_config(broker, ca, influxdb, "other-site", "GW_PW"))
     runner = GatewayThread(gateway)

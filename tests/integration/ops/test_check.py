@@ -10,10 +10,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gateway.check import FAIL, OK, SKIP, run_checks
-from gateway.cli import app
 from gateway.config import load_config
-from gateway.services import MosquittoService, free_port
+from gateway.ops.check import FAIL, OK, SKIP, run_checks
+from gateway.ops.cli import app
+from gateway.ops.services import MosquittoService, free_port
 from tests.helpers import InfluxTarget
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_missing_database_and_refused_password(tmp_path: Path, make_mosquitto: A
 
 def test_influx_user_without_write_right_fails(tmp_path: Path, mosquitto: MosquittoService,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.services import InfluxdService
+    from gateway.ops.services import InfluxdService
 
     with InfluxdService(tmp_path / "influxd", auth_enabled=True) as influxd:
         influxd.query_raw("CREATE USER admin WITH PASSWORD 'admin-pw' WITH ALL PRIVILEGES")

@@ -16,11 +16,11 @@ import requests
 import yaml
 
 from gateway.config import load_config, parse_config
-from gateway.daemon import Gateway, GatewayThread
-from gateway.grafana import render
-from gateway.grafana.dashboards import PROM_UID
-from gateway.health import HealthServer
-from gateway.services import MosquittoService, VictoriaMetricsService
+from gateway.edge.daemon import Gateway, GatewayThread
+from gateway.edge.health import HealthServer
+from gateway.ops.grafana import render
+from gateway.ops.grafana.dashboards import PROM_UID
+from gateway.ops.services import MosquittoService, VictoriaMetricsService
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration

@@ -29,10 +29,10 @@ from drivers.ros2.mapping import (
 )
 from gateway.config import load_config
 from gateway.driver import DriverContext
-from gateway.grafana import render
-from gateway.grafana.dashboards import INFLUX_UID, PROM_UID
 from gateway.model import Quality, StreamKind
-from gateway.services import MosquittoService
+from gateway.ops.grafana import render
+from gateway.ops.grafana.dashboards import INFLUX_UID, PROM_UID
+from gateway.ops.services import MosquittoService
 from simulators.transport_carrier.fleet import VARIABLES
 from tests.chain import Chain, chain_config
 from tests.helpers import InfluxTarget, wait_until

@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from gateway.config import parse_config
-from gateway.daemon import Gateway, GatewayThread
-from gateway.health import HealthServer
-from gateway.services import MosquittoService
+from gateway.edge.daemon import Gateway, GatewayThread
+from gateway.edge.health import HealthServer
+from gateway.ops.services import MosquittoService
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from drivers.ros2.msgs import CRTK_OPERATING_STATE_MSG
+from drivers.ros2.replay import BagError, replay_bag, replay_from_config
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from gateway.model import StreamKind
-from gateway.replay import BagError, replay_bag, replay_from_config
 from gateway.ring import RingStore
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from drivers.registry import driver_names, load_driver, sample_config_path
 from gateway.config import load_config
 from gateway.errors import ConfigError
+from gateway.plugins import driver_names, load_driver
+from tests.helpers import sample_config_path
 
 BASE = """
 site: st-olav

@@ -1,4 +1,4 @@
-"""rclpy node that runs the medgw gateway (gateway.daemon) inside a ROS 2 system.
+"""rclpy node that runs the medgw gateway (gateway.edge.daemon) inside a ROS 2 system.
 
 The node owns no subscriptions of its own: the gateway's ros2 driver reads the robot's
 topics over DDS (read-only) and the publisher streams them to MQTT. The node gives the
@@ -19,7 +19,7 @@ from rclpy.logging import get_logger
 from rclpy.node import Node
 
 from gateway.config import load_config
-from gateway.daemon import Gateway, GatewayThread
+from gateway.edge.daemon import Gateway, GatewayThread
 from gateway.errors import MedgwError
 
 

@@ -17,9 +17,10 @@ import drivers.opcua
 from drivers.opcua.mapping import EventRule
 from drivers.opcua.options import EventOptions, OpcUaOptions
 from drivers.opcua.session import translate_error
-from drivers.registry import load_driver, sample_config_path
 from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError, DeviceError
+from gateway.plugins import load_driver
+from tests.helpers import sample_config_path
 
 ENDPOINT = "opc.tcp://127.0.0.1:4840/medgw/carriers"
 BROWSE = [{"pattern": "Fleet/*/*"}]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from drivers.registry import driver_names, load_driver, sample_config_path
 from drivers.ros2 import DRIVER, Ros2Options, TopicOptions, dds
 from drivers.ros2.driver import batch_window_ns
 from gateway.config import load_config
+from gateway.plugins import driver_names, load_driver
+from tests.helpers import sample_config_path
 
 
 def test_registered_and_sample_config_loads() -> None:

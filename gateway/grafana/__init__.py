@@ -1,5 +1,0 @@
-"""Grafana dashboards, provisioning files and alert rules generated from the device model."""
-
-from gateway.grafana.render import Rendered, render
-
-__all__ = ["Rendered", "render"]
