@@ -18,7 +18,6 @@ import numpy as np
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 
-from drivers.opcua.backoff import Backoff
 from drivers.opcua.discovery import Discovery, Variable, discover
 from drivers.opcua.mapping import (
     EVENT_FIELDS,
@@ -34,6 +33,7 @@ from drivers.opcua.mapping import (
 )
 from drivers.opcua.options import OpcUaOptions
 from drivers.opcua.session import close_client, open_client, translate_error
+from gateway.backoff import Backoff
 from gateway.driver import DriverContext
 from gateway.errors import DeviceError
 from gateway.model import Quality, StreamKind

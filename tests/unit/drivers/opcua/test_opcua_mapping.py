@@ -13,7 +13,6 @@ from asyncua.ua.uatypes import datetime_to_win_epoch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.opcua.backoff import Backoff
 from drivers.opcua.mapping import (
     CarrierEvent,
     EventCode,
@@ -34,6 +33,7 @@ from drivers.opcua.mapping import (
     to_float,
     topic_safe,
 )
+from gateway.backoff import Backoff
 from gateway.model import Quality
 
 FIELDS = ("route_progress", "speed", "payload_temperature", "door_open", "mission_state",
