@@ -11,14 +11,16 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel
 
 from gateway.metrics import GatewayMetrics
-from gateway.model import Quality, StreamSpec
+from gateway.model import Quality, QualityArray, StreamSpec, TimestampArray, ValueArray
 from gateway.ring import RingStore, StreamRing
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 class Driver(Protocol):
@@ -27,6 +29,23 @@ class Driver(Protocol):
     async def run(self) -> None:
         """Pull telemetry forever (reconnecting as needed) until the task is cancelled."""
         ...
+
+
+@runtime_checkable
+class CheckableDriver(Protocol):
+    """A driver that can answer ``medgw check``: reach the device once, say what it found."""
+
+    async def check(self) -> str:
+        """Connect, look, disconnect; return a one-line summary or raise DeviceError."""
+        ...
+
+
+@dataclass
+class DeviceState:
+    """What a driver reports about its device, read by /health and the status page."""
+
+    connected: bool = False
+    last_error: str | None = None  # text, never an exception object (it must serialize)
 
 
 @dataclass
@@ -42,6 +61,7 @@ class DriverContext:
     event_ring_capacity: int = 4096  # events are rare: a small ring keeps RSS down
     ring_seconds: float | None = None  # size rings of streams with a known rate in time
     min_ring_capacity: int = 1024
+    state: DeviceState = field(default_factory=DeviceState)
     _last_event_ns: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add_stream(self, spec: StreamSpec) -> StreamRing:
@@ -82,6 +102,21 @@ class DriverContext:
         self.count(ring, 1, timestamp_ns)
         return seq
 
+    def append(self, ring: StreamRing, timestamps_ns: TimestampArray, values: ValueArray,
+               quality: QualityArray, *, text: tuple[str, ...] | list[str] | None = None,
+               receive_ns: TimestampArray | None = None) -> int:
+        """Append a batch to one of this device's rings and count it, in one step.
+
+        Returns the sequence number of the batch's first sample. The newest receive time
+        (when given) also sets the stream's clock offset.
+        """
+        first = ring.append(timestamps_ns, values, quality, text=text, receive_ns=receive_ns)
+        n = int(timestamps_ns.shape[0])
+        if n:
+            newest_rx = int(receive_ns[-1]) if receive_ns is not None else None
+            self.count(ring, n, int(timestamps_ns[-1]), newest_rx)
+        return first
+
     def count(self, ring: StreamRing, n: int, newest_ns: int,
               receive_ns: int | None = None) -> None:
         """Update received/last-seen metrics after the driver appended ``n`` samples.
@@ -98,7 +133,17 @@ class DriverContext:
 
     def set_connected(self, connected: bool) -> None:
         """Record the device session state (exported as medgw_device_connected)."""
+        self.state.connected = connected
         self.metrics.connected.labels(self.device).set(1 if connected else 0)
+
+    def set_error(self, error: BaseException | str | None) -> None:
+        """Record the device's latest error as text (None when it works again)."""
+        if error is None:
+            self.state.last_error = None
+        elif isinstance(error, BaseException):
+            self.state.last_error = f"{type(error).__name__}: {error}"
+        else:
+            self.state.last_error = error
 
     def report_gap(self, seconds: float) -> None:
         """Record that data from this device was missing for ``seconds`` (log + metric)."""
@@ -114,14 +159,14 @@ class DriverContext:
                          reason, detail[:200])
 
 
-DriverFactory = Callable[[DriverContext, Any], Driver]
+DriverFactory = Callable[[DriverContext, OptionsT], Driver]
 
 
 @dataclass(frozen=True)
-class DriverInfo:
+class DriverInfo(Generic[OptionsT]):
     """A registry entry: the driver's name, its options model and how to build it."""
 
     name: str
-    options_model: type[BaseModel]
-    create: DriverFactory
+    options_model: type[OptionsT]
+    create: DriverFactory[OptionsT]
     description: str = ""

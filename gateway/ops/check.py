@@ -181,7 +181,7 @@ def _error(body: dict[str, Any]) -> str:
 
 def check_devices(loaded: LoadedConfig, timeout_s: float = 10.0) -> list[CheckResult]:
     """Ask every enabled device's driver for its optional ``async check() -> str``."""
-    from gateway.driver import DriverContext
+    from gateway.driver import CheckableDriver, DriverContext
     from gateway.metrics import GatewayMetrics
     from gateway.ring import RingStore
 
@@ -192,15 +192,14 @@ def check_devices(loaded: LoadedConfig, timeout_s: float = 10.0) -> list[CheckRe
             results.append(CheckResult("device", target, SKIP, "disabled in the config"))
             continue
         info = plugins.load_driver(device.driver)
-        if getattr(info.create, "check", None) is None:
-            results.append(CheckResult("device", target, SKIP, "no check available"))
-            continue
         ctx = DriverContext(loaded.config.site, device.name, RingStore(16), GatewayMetrics(),
                             logging.getLogger(f"medgw.check.{device.name}"), 16)
         try:
             driver = info.create(ctx, loaded.driver_options[device.name])
-            detail = asyncio.run(asyncio.wait_for(driver.check(),  # type: ignore[attr-defined]
-                                                  timeout_s))
+            if not isinstance(driver, CheckableDriver):
+                results.append(CheckResult("device", target, SKIP, "no check available"))
+                continue
+            detail = asyncio.run(asyncio.wait_for(driver.check(), timeout_s))
             results.append(CheckResult("device", target, OK, str(detail)))
         except TimeoutError:
             results.append(CheckResult("device", target, FAIL,

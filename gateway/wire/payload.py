@@ -22,12 +22,13 @@ BINARY_MAGIC = b"MGWB1\n"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
-def _header(batch: SampleBatch, gateway: str) -> dict[str, Any]:
+def _header(batch: SampleBatch, gateway: str, epoch: int) -> dict[str, Any]:
     """Every payload key except the sample arrays (shared by both encodings)."""
     spec = batch.stream
     doc: dict[str, Any] = {
         "v": PAYLOAD_VERSION,
         "gateway": gateway,
+        "epoch": epoch,
         "site": spec.site,
         "device": spec.device,
         "stream": spec.stream,
@@ -54,9 +55,13 @@ def _has_rx(batch: SampleBatch) -> bool:
     return rx is not None and (bool(rx[-1]) or bool(rx.any()))
 
 
-def encode(batch: SampleBatch, gateway: str) -> bytes:
-    """Serialize a non-empty batch to the v1 JSON payload (NaN and inf become null)."""
-    doc = _header(batch, gateway)
+def encode(batch: SampleBatch, gateway: str, epoch: int = 0) -> bytes:
+    """Serialize a non-empty batch to the v1 JSON payload (NaN and inf become null).
+
+    ``epoch`` identifies one start of the gateway (a random 63-bit number drawn at start):
+    a sample is identified by (gateway, epoch, stream, seq), see DESIGN.md "Identity".
+    """
+    doc = _header(batch, gateway, epoch)
     doc["t"] = batch.timestamps_ns
     doc["q"] = batch.quality
     doc["values"] = batch.values
@@ -65,7 +70,7 @@ def encode(batch: SampleBatch, gateway: str) -> bytes:
     return orjson.dumps(doc, option=_NUMPY)
 
 
-def encode_binary(batch: SampleBatch, gateway: str) -> bytes:
+def encode_binary(batch: SampleBatch, gateway: str, epoch: int = 0) -> bytes:
     """Serialize a batch to the v1 binary payload: the JSON header, then raw arrays.
 
     Layout: ``MGWB1\n`` + header JSON (the JSON payload's keys without t/q/values/rx,
@@ -75,7 +80,7 @@ def encode_binary(batch: SampleBatch, gateway: str) -> bytes:
     NaN and inf survive as IEEE 754 values.
     """
     has_rx = _has_rx(batch)
-    doc = _header(batch, gateway)
+    doc = _header(batch, gateway, epoch)
     doc["rx"] = has_rx
     parts = [BINARY_MAGIC, orjson.dumps(doc), b"\n",
              batch.timestamps_ns.astype("<i8", copy=False).tobytes(),
@@ -239,7 +244,7 @@ def _decode_arrays(doc: dict[str, Any], spec: StreamSpec, n: int, seq: int) -> S
 
 
 _KNOWN_KEYS = frozenset((
-    "v", "gateway", "site", "device", "stream", "kind", "measurement", "channel_tag",
+    "v", "gateway", "epoch", "site", "device", "stream", "kind", "measurement", "channel_tag",
     "rate_hz", "fields", "units", "labels", "seq", "n", "historical", "t", "rx", "q",
     "values", "text",
 ))

@@ -33,8 +33,14 @@ class _CheckedDriver:
         return f"answered in mode {self.options.mode}"
 
 
-class _PlainDriver(_CheckedDriver):
-    check = None  # type: ignore[assignment]
+class _PlainDriver:
+    """A driver without the optional CheckableDriver capability."""
+
+    def __init__(self, ctx: Any, options: _Options) -> None:
+        self.options = options
+
+    async def run(self) -> None:
+        await asyncio.sleep(3600)
 
 
 def test_device_checks(monkeypatch: pytest.MonkeyPatch) -> None:
