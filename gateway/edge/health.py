@@ -1,80 +1,35 @@
-"""Loopback HTTP endpoint: /health (JSON), /metrics (Prometheus), / and /api/streams.
+"""The gateway's loopback HTTP endpoint: /health, /metrics, and the live status page.
 
-With a RingStore, ``/`` serves a live status page that polls ``/api/streams`` (every
-device and stream with rate, age, lag, quality, last values and a decimated sparkline).
+With a RingStore, ``/`` serves a status page that polls ``/api/streams`` (every device
+and stream with rate, age, lag, quality, last values and a decimated sparkline).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from prometheus_client import CollectorRegistry
 
-import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
+from gateway.edge.statuspage import page_html, stream_report
+from gateway.httpstatus import (
+    HealthProbe,
+    Route,
+    StatusServer,
+    health_route,
+    json_bytes,
+    metrics_route,
+)
 from gateway.ring import RingStore
 
-HealthProbe = Callable[[], dict[str, Any]]
 
-
-class HealthServer:
-    """Serves health and metrics of one process on a loopback port (0 picks a free one)."""
+class HealthServer(StatusServer):
+    """Serves health and metrics of the gateway, and with a store its status page."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
                  probe: HealthProbe, store: RingStore | None = None) -> None:
-        registry_ref, probe_ref, store_ref = registry, probe, store
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry_ref))
-                elif path == "/health":
-                    report = probe_ref()
-                    code = 200 if report.get("status") == "ok" else 503
-                    self._reply(code, "application/json", orjson.dumps(report))
-                elif path in ("/", "/index.html") and store_ref is not None:
-                    from gateway.edge.statuspage import page_html
-
-                    self._reply(200, "text/html; charset=utf-8", page_html())
-                elif path == "/api/streams" and store_ref is not None:
-                    from gateway.edge.statuspage import stream_report
-
-                    doc = stream_report(store_ref, registry_ref)
-                    self._reply(200, "application/json", orjson.dumps(doc))
-                else:
-                    hint = "/, /api/streams, " if store_ref is not None else ""
-                    self._reply(404, "text/plain",
-                                f"not found: try {hint}/health or /metrics\n".encode())
-
-            def _reply(self, code: int, content_type: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # access logs would drown the daemon's own log
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        name="medgw-health", daemon=True)
-
-    @property
-    def port(self) -> int:
-        """Return the bound port."""
-        return int(self.server.server_address[1])
-
-    def start(self) -> None:
-        """Serve in a background thread."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self.server.shutdown()
-        self.server.server_close()
+        routes: dict[str, Route] = {"/health": health_route(probe),
+                                    "/metrics": metrics_route(registry)}
+        if store is not None:
+            page: Route = lambda: (200, "text/html; charset=utf-8", page_html())  # noqa: E731
+            routes["/"] = routes["/index.html"] = page
+            routes["/api/streams"] = lambda: (200, "application/json",
+                                              json_bytes(stream_report(store, registry)))
+        super().__init__(host, port, routes)

@@ -256,3 +256,16 @@ def payload_schema() -> dict[str, Any]:
     text = resources.files(__package__).joinpath("schema/payload-v1.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
+
+
+_LIVE = b'"historical":false'
+_HISTORICAL = b'"historical":true'
+
+
+def as_historical(payload: bytes) -> bytes:
+    """Return an encoded payload (JSON or binary) marked as replayed rather than live.
+
+    Both encodings start with the same orjson header, in which ``historical`` is written
+    exactly once and before any sample array, so the first occurrence is the flag.
+    """
+    return payload.replace(_LIVE, _HISTORICAL, 1)
