@@ -4,8 +4,9 @@ The names below are the package's public face; the rest of gateway/ imports noth
 of it (the dependency rule in the README's Layout section).
 """
 
-from drivers.ros2.driver import Ros2Driver, Ros2Options, TopicOptions
+from drivers.ros2.driver import Ros2Driver
 from drivers.ros2.mapping import CRTK_STATES, TYPE_TABLE
+from drivers.ros2.options import Ros2Options, TopicOptions
 from drivers.ros2.replay import replay_from_config
 from gateway.driver import DriverInfo
 

@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from cyclonedds._clayer import ddspy_take, ddspy_write
@@ -22,46 +22,18 @@ from cyclonedds.core import DDSException, InstanceState, Policy, Qos, SampleStat
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.internal import SampleInfo
 from cyclonedds.util import duration
-from pydantic import BaseModel, ConfigDict, Field
 
+from drivers.ros2.options import MAX_DOMAIN_ID as MAX_DOMAIN_ID
+from drivers.ros2.options import ROS_DEFAULT_QOS as ROS_DEFAULT_QOS
+from drivers.ros2.options import SENSOR_DATA_QOS as SENSOR_DATA_QOS
+from drivers.ros2.options import NetworkOptions as NetworkOptions
+from drivers.ros2.options import QosOptions as QosOptions
 from gateway.errors import DeviceError
 
-MAX_DOMAIN_ID = 232
 ANY_STATE = SampleState.Any | ViewState.Any | InstanceState.Any
 
 _domains: dict[int, Domain | None] = {}
 _domains_lock = threading.Lock()
-
-
-class NetworkOptions(BaseModel):
-    """Which interface Cyclone DDS uses and how it finds peers (loopback by default)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    interface: str = Field(default="lo", description="network interface name")
-    peers: list[str] = Field(default_factory=lambda: ["127.0.0.1"],
-                             description="unicast discovery peers")
-    multicast: bool = Field(default=False, description="allow multicast discovery and data")
-    max_participants: int = Field(default=50, ge=1, le=120,
-                                  description="participant indexes probed per peer")
-    config_xml: str | None = Field(default=None,
-                                   description="complete CycloneDDS XML; overrides the above")
-
-
-class QosOptions(BaseModel):
-    """The subset of DDS QoS that matters for matching ROS 2 publishers."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    reliability: Literal["reliable", "best_effort"] = "reliable"
-    durability: Literal["volatile", "transient_local"] = "volatile"
-    depth: int = Field(default=10, ge=1, le=1_000_000, description="keep-last history depth")
-
-
-ROS_DEFAULT_QOS = QosOptions()
-"""rmw's default profile: reliable, volatile, keep last 10."""
-SENSOR_DATA_QOS = QosOptions(reliability="best_effort", depth=5)
-"""rmw's sensor-data profile: best effort, volatile, keep last 5."""
 
 
 def loopback_config(options: NetworkOptions | None = None) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import random
 import threading
 import time
@@ -27,126 +26,14 @@ from cyclonedds.core import DDSException, ReadCondition, WaitSet
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.ros2 import dds
-from drivers.ros2.mapping import stream_name, type_mapping
+from drivers.ros2.mapping import type_mapping
 from drivers.ros2.msgs import dds_topic_name, idl_type, ros_topic_name, ros_type_name
-from drivers.ros2.pipeline import HealthStream, TopicPipeline, TopicSettings
+from drivers.ros2.options import Ros2Options, batch_window_ns, topic_selected, topic_settings
+from drivers.ros2.pipeline import HealthStream, TopicPipeline
 from gateway.driver import DriverContext
 from gateway.errors import DeviceError
-
-
-class TopicOptions(BaseModel):
-    """One explicitly configured topic."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^/?[A-Za-z_~{][A-Za-z0-9_/{}~]*$", description="ROS topic")
-    type: str | None = Field(default=None, description="ROS type, e.g. sensor_msgs/msg/JointState;"
-                             " taken from discovery when omitted")
-    stream: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$",
-                               description="stream name (default: topic with '/' -> '.')")
-    rate_hz: float | None = Field(default=None, gt=0, description="nominal rate for staleness")
-    qos: dds.QosOptions | None = None
-
-    @property
-    def topic(self) -> str:
-        """Return the topic with its leading slash."""
-        return "/" + self.name.lstrip("/")
-
-
-class Ros2Options(BaseModel):
-    """Options of the ros2 driver."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    domain_id: int = Field(default=0, ge=0, le=dds.MAX_DOMAIN_ID, description="ROS_DOMAIN_ID")
-    network: dds.NetworkOptions = Field(default_factory=dds.NetworkOptions)
-    topics: list[TopicOptions] = Field(default_factory=list)
-    patterns: list[str] = Field(default_factory=list,
-                                description="globs over discovered topics, e.g. /PSM*/measured_*")
-    exclude: list[str] = Field(default_factory=list, description="globs of topics to ignore")
-    qos: dds.QosOptions = Field(default_factory=lambda: dds.QosOptions(depth=100),
-                                description="reader QoS (reliable volatile by default)")
-    match_offered_reliability: bool = Field(
-        default=True, description="read best-effort publishers (sensor-data QoS) best-effort")
-    default_rate_hz: float = Field(default=100.0, gt=0)
-    stale_periods: float = Field(default=5.0, gt=0, description="silent periods before stale")
-    stale_min_ms: float = Field(default=100.0, ge=0, description="never stale after less "
-                                "silence than this: at 1 kHz, 5 periods is a scheduling hiccup")
-    prismatic_joints: list[str] = Field(default_factory=lambda: ["outer_insertion", "insertion"])
-    max_take: int = Field(default=256, ge=1, le=65536, description="samples per take call")
-    poll_ms: float = Field(default=20.0, gt=0, le=1000, description="wait timeout, stale checks")
-    batch_window_ms: float = Field(
-        default=20.0, ge=0, le=100,
-        description="after data arrives, wait this long so each take gets a batch per "
-                    "topic: CPU is spent per wake-up and per topic batch, not per message "
-                    "(a 100 Hz robot: 17 % of a core at 2 ms, 10 % at 20 ms), and the "
-                    "publisher batches for max_latency_ms anyway. Event topics are taken at "
-                    "once. Capped at a fifth of the shortest stale limit (stale_min_ms 100 "
-                    "-> 20 ms) and a quarter of the shortest reader history (depth/rate_hz); "
-                    "halved when a take finds a reader half full. 0: take at once")
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=10.0, gt=0)
-
-    @model_validator(mode="after")
-    def _something_to_read(self) -> Ros2Options:
-        if not self.topics and not self.patterns:
-            raise ValueError("configure at least one of 'topics' or 'patterns'")
-        for t in self.topics:
-            if t.type is not None and type_mapping(t.type) is None:
-                raise ValueError(f"topic {t.topic}: unmapped type {t.type!r}")
-        return self
-
-
-def topic_selected(options: Ros2Options, topic: str) -> bool:
-    """Return True when ``topic`` is configured explicitly or matches a pattern, not excluded."""
-    if any(fnmatch.fnmatchcase(topic, p) for p in options.exclude):
-        return False
-    explicit = any(t.topic == topic for t in options.topics)
-    return explicit or any(fnmatch.fnmatchcase(topic, p) for p in options.patterns)
-
-
-def topic_settings(options: Ros2Options, topic: str, ros_type: str,
-                   live: bool = True) -> TopicSettings:
-    """Resolve one topic's settings (stream name, rate, staleness) from the options.
-
-    ``live=False`` (bag replay) disables stale detection: a bag is history.
-    """
-    mapping = type_mapping(ros_type)
-    if mapping is None:
-        raise ValueError(f"unmapped ROS type {ros_type!r}")
-    explicit = next((t for t in options.topics if t.topic == topic), None)
-    rate = explicit.rate_hz if explicit is not None and explicit.rate_hz else None
-    stale: float | None = options.stale_periods if live else None
-    if mapping.is_event and rate is None:
-        stale = None  # events are aperiodic: silence is normal
-    return TopicSettings(
-        topic=topic, ros_type=mapping.ros_type,
-        stream=explicit.stream if explicit is not None and explicit.stream else stream_name(topic),
-        rate_hz=rate or options.default_rate_hz,
-        stale_periods=stale,
-        stale_min_ns=int(options.stale_min_ms * 1e6),
-        prismatic=frozenset(options.prismatic_joints),
-    )
-
-
-def batch_window_ns(window_ms: float, topics: Iterable[tuple[int | None, int, float]]) -> int:
-    """Return the batch window for a set of topics, each (stale limit ns or None, depth, Hz).
-
-    The window never exceeds a fifth of the shortest stale limit (so a silence is still
-    seen well before it could be mistaken for staleness, and stale detection is delayed
-    by at most that much) nor a quarter of the shortest reader history at the topic's
-    nominal rate (keep-last ``depth`` samples: waiting longer could overwrite some).
-    """
-    window = int(window_ms * 1e6)
-    for stale_limit_ns, depth, rate_hz in topics:
-        if stale_limit_ns is not None:
-            window = min(window, stale_limit_ns // 5)
-        window = min(window, int(depth / rate_hz * 1e9) // 4)
-    return max(window, 0)
-
 
 _DISCOVERY = "discovery"  # the WaitSet owner of the discovery reader's condition
 

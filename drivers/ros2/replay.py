@@ -19,8 +19,8 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.errors import ReaderError
 
-from drivers.ros2.driver import Ros2Options, topic_selected, topic_settings
 from drivers.ros2.mapping import type_mapping
+from drivers.ros2.options import Ros2Options, topic_selected, topic_settings
 from drivers.ros2.pipeline import TopicPipeline
 from gateway.config import LoadedConfig
 from gateway.driver import DriverContext

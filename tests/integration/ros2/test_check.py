@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from drivers.ros2.driver import Ros2Driver, Ros2Options
+from drivers.ros2 import Ros2Driver, Ros2Options
 from gateway.driver import DriverContext
 from gateway.errors import DeviceError
 from simulators.surgical_robot.sim import RobotSimulator

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from drivers.ros2 import DRIVER, Ros2Options, TopicOptions, dds
-from drivers.ros2.driver import batch_window_ns
+from drivers.ros2.options import batch_window_ns
 from gateway.config import load_config
 from gateway.plugins import driver_names, load_driver
 from tests.helpers import sample_config_path
