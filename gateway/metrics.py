@@ -58,6 +58,18 @@ class GatewayMetrics:
                                        registry=r)
         self.events = Counter("medgw_events", "Event samples (priority lane)", ["stream"],
                               registry=r)
+        self.seq_state_resets = Counter("medgw_seq_state_resets",
+                                        "Starts whose seq.json was lost, unreadable or corrupt "
+                                        "(sequence numbers restarted at 0 under a new epoch)",
+                                        ["reason"], registry=r)
+        self.seq_state_write_errors = Counter("medgw_seq_state_write_errors",
+                                              "Failed writes of seq.json", registry=r)
+        self.driver_restarts = Counter("medgw_driver_restarts",
+                                       "Driver tasks restarted after they crashed", ["device"],
+                                       registry=r)
+        self.driver_running = Gauge("medgw_driver_running",
+                                    "1 while a device's driver task runs (0: crashed, "
+                                    "restarting, finished or dead)", ["device"], registry=r)
 
     def child(self, metric: MetricT, *labels: str) -> MetricT:
         """Return ``metric.labels(*labels)``, looked up once (``labels()`` takes a lock and

@@ -8,7 +8,7 @@ read says exactly how many samples were overwritten before the reader saw them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -291,6 +291,14 @@ class RingStore:
             for ring in self._rings.values():
                 if ring.stream.is_event or not events_only:
                     ring.add_listener(listener)
+
+    def reserve_seq(self, rings: Iterable[StreamRing] | None = None) -> None:
+        """Persist sequence reservations ahead of ``rings`` (all by default) before use.
+
+        The publisher calls this at every tick and before it spools a batch; a store that
+        does not persist sequence numbers (this one) does nothing. See gateway.edge.seqstate.
+        """
+        return None
 
     def reader(self, name: str, from_start: bool = True) -> RingReader:
         """Create a reader with its own cursors (from each ring's first sample, or from now)."""
