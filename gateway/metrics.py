@@ -70,6 +70,16 @@ class GatewayMetrics:
         self.driver_running = Gauge("medgw_driver_running",
                                     "1 while a device's driver task runs (0: crashed, "
                                     "restarting, finished or dead)", ["device"], registry=r)
+        self.unmatched_publications = Gauge(
+            "medgw_unmatched_publications", "Publications discovery shows on a wanted topic "
+            "that no reader of ours matched (type or QoS)", ["device", "topic"], registry=r)
+        self.topic_silent = Gauge(
+            "medgw_topic_never_delivered", "1 while a configured topic has delivered no "
+            "sample since the session started", ["device", "topic"], registry=r)
+        self.middleware_lost = Counter(
+            "medgw_middleware_samples_lost", "Samples the middleware reports it lost or "
+            "rejected before the driver saw them (DDS SAMPLE_LOST / SAMPLE_REJECTED)",
+            ["device", "topic", "kind"], registry=r)
 
     def child(self, metric: MetricT, *labels: str) -> MetricT:
         """Return ``metric.labels(*labels)``, looked up once (``labels()`` takes a lock and
