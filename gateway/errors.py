@@ -25,6 +25,21 @@ class PayloadError(MedgwError):
     """An MQTT payload does not follow the wire contract (it is quarantined, never fatal)."""
 
 
+class StreamSpecError(MedgwError, ValueError):
+    """A stream description the wire contract or InfluxDB cannot carry (a name, a field).
+
+    Raised by StreamSpec at construction (drivers catch it per topic or carrier) and, as a
+    PayloadError, by the ingest's decode. ``part`` names what is wrong (``site``,
+    ``device``, ``stream``, ``measurement``, ``channel_tag``, ``field``, ``fields``,
+    ``units``), ``name`` the offending value. A ValueError too, for older callers.
+    """
+
+    def __init__(self, message: str, part: str = "", name: str = "") -> None:
+        self.part = part
+        self.name = name
+        super().__init__(message)
+
+
 class DeviceError(MedgwError):
     """A device could not be reached or refused the session (bad certificate, password ...)."""
 

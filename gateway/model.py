@@ -9,7 +9,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from gateway.errors import StreamSpecError
+
 TOPIC_SAFE = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_NAME_CHARS = 256  # per name: keeps topics, series keys and commit messages small
+# Field keys the line protocol writes itself (or InfluxDB refuses), compared casefolded.
+RESERVED_FIELDS = frozenset({"quality", "seq", "text", "time"})
+RESERVED_STREAMS = frozenset({"status"})  # the last level of a gateway's status topic
+RESERVED_MEASUREMENTS = frozenset({"medgw_gap"})
+RESERVED_TAGS = frozenset({"site", "device", "stream", "time"})
+# What line protocol cannot carry in a key or tag value: backslash, control characters
+# (C0, DEL, C1; includes newline and carriage return) and lone surrogates (not UTF-8).
+_UNCARRIABLE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 TimestampArray = npt.NDArray[np.int64]
 ValueArray = npt.NDArray[np.float64]
@@ -31,6 +42,91 @@ class Quality(enum.IntEnum):
     BAD = 2
     STALE = 3  # source silent: the value is the last one seen, not a current one
     HISTORICAL_GAP = 4  # placeholder for a known hole (never carries a real value)
+
+
+def _refuse(key: str, part: str, name: object, why: str) -> StreamSpecError:
+    shown = name[:60] + "..." if isinstance(name, str) and len(name) > 60 else name
+    return StreamSpecError(f"stream {key[:200]}: {part} {shown!r} {why}", part,
+                           name if isinstance(name, str) else repr(name))
+
+
+def check_topic_name(part: str, value: object, key: str = "") -> None:
+    """Refuse a site, device, stream or measurement name (it is an MQTT topic level or a
+    line-protocol identifier): StreamSpecError unless ``[A-Za-z0-9_.-]{1,256}``."""
+    if not isinstance(value, str) or not TOPIC_SAFE.fullmatch(value):
+        raise _refuse(key or str(value), part, value,
+                      f"must match {TOPIC_SAFE.pattern} (it becomes an MQTT topic level: "
+                      "use '.' where a ROS topic has '/')")
+    if len(value) > MAX_NAME_CHARS:
+        raise _refuse(key or value, part, value, f"is longer than {MAX_NAME_CHARS} characters")
+
+
+def check_key_name(part: str, value: object, key: str = "") -> None:
+    """Refuse a field key, channel or tag key line protocol cannot carry (StreamSpecError)."""
+    if not isinstance(value, str) or not value:
+        raise _refuse(key, part, value, "must be a non-empty string")
+    if len(value) > MAX_NAME_CHARS:
+        raise _refuse(key, part, value, f"is longer than {MAX_NAME_CHARS} characters")
+    bad = _UNCARRIABLE.search(value)
+    if bad is not None:
+        raise _refuse(key, part, value, f"contains {bad.group()!r}, which line protocol "
+                      "cannot carry (backslash, control characters)")
+
+
+def map_field_name(name: str) -> str:
+    """Return a field name the rule accepts, deterministically: characters line protocol
+    cannot carry become ``_``, a reserved name gets a trailing ``_`` (``Quality`` ->
+    ``Quality_``), an empty one is ``_``, a long one is cut. Collisions are the caller's."""
+    mapped = _UNCARRIABLE.sub("_", name)[:MAX_NAME_CHARS] or "_"
+    leaf = mapped.rsplit(".", 1)[-1]
+    if leaf.casefold() in RESERVED_FIELDS:
+        mapped = mapped[:MAX_NAME_CHARS - 1] + "_"
+    return mapped
+
+
+def validate_stream(spec: StreamSpec) -> None:
+    """The one rule for names and fields, at registration and at ingest (StreamSpecError).
+
+    - site, device, stream, measurement: ``[A-Za-z0-9_.-]``, 1..256 characters; no stream
+      named ``status``, no measurement ``medgw_gap``;
+    - fields: at least one, unique, 1..256 characters without backslash or control
+      characters, none named quality, seq, text or time in any case; units one per field;
+    - channel_tag: a topic-safe name other than site/device/stream/time (any case), and then
+      every field is ``channel.field`` with both parts non-empty.
+    """
+    key = spec.key
+    for part in ("site", "device", "stream", "measurement"):
+        check_topic_name(part, getattr(spec, part), key)
+    if spec.stream in RESERVED_STREAMS:
+        raise _refuse(key, "stream", spec.stream, "is reserved (gateway status topic)")
+    if spec.measurement in RESERVED_MEASUREMENTS:
+        raise _refuse(key, "measurement", spec.measurement, "is reserved (gap records)")
+    if not spec.fields:
+        raise StreamSpecError(f"stream {key}: at least one field is required", "fields")
+    if len(spec.units) != len(spec.fields):
+        raise StreamSpecError(
+            f"stream {key}: {len(spec.fields)} fields but {len(spec.units)} units", "units")
+    if len(set(spec.fields)) != len(spec.fields):
+        raise StreamSpecError(f"stream {key}: duplicate field names", "fields")
+    if spec.channel_tag is not None:
+        check_topic_name("channel_tag", spec.channel_tag, key)
+        if spec.channel_tag.casefold() in RESERVED_TAGS:
+            raise _refuse(key, "channel_tag", spec.channel_tag, "is reserved")
+    for name in spec.fields:
+        _check_field(key, name, spec.channel_tag is not None)
+
+
+def _check_field(key: str, name: str, channels: bool) -> None:
+    check_key_name("field", name, key)
+    leaf = name
+    if channels:
+        parts = name.split(".")
+        if len(parts) != 2 or not all(parts):
+            raise _refuse(key, "field", name, "is not 'channel.field' (channel_tag is set)")
+        leaf = parts[1]
+    if leaf.casefold() in RESERVED_FIELDS:
+        raise _refuse(key, "field", name, f"is reserved ({', '.join(sorted(RESERVED_FIELDS))}"
+                      " in any case are written by medgw itself)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,26 +153,7 @@ class StreamSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", f"{self.site}/{self.device}/{self.stream}")
-        for part, value in (("site", self.site), ("device", self.device), ("stream", self.stream)):
-            if not TOPIC_SAFE.fullmatch(value):
-                raise ValueError(
-                    f"{part} name {value!r} must match {TOPIC_SAFE.pattern} (it becomes an MQTT"
-                    " topic level: use '.' where a ROS topic has '/')"
-                )
-        if not self.fields:
-            raise ValueError(f"stream {self.key}: at least one field is required")
-        if len(self.units) != len(self.fields):
-            raise ValueError(
-                f"stream {self.key}: {len(self.fields)} fields but {len(self.units)} units"
-            )
-        if len(set(self.fields)) != len(self.fields):
-            raise ValueError(f"stream {self.key}: duplicate field names")
-        if self.channel_tag is not None:
-            bad = [name for name in self.fields if name.count(".") != 1]
-            if bad:
-                raise ValueError(
-                    f"stream {self.key}: channel_tag set but fields {bad} are not 'channel.field'"
-                )
+        validate_stream(self)
 
     @property
     def width(self) -> int:

@@ -41,8 +41,8 @@ from gateway.config import LoadedConfig
 from gateway.errors import BrokerError, PayloadError, StoreError
 from gateway.model import SampleBatch
 from gateway.server.influx import InfluxWriter, create_writer
-from gateway.server.lineproto import encode_batch
-from gateway.server.seqtrack import Gap, Hole, SeqTracker, gap_line
+from gateway.server.lineproto import encode_batch, gap_line
+from gateway.server.seqtrack import Gap, Hole, SeqTracker
 from gateway.wire.mqtt import describe_reason, make_mqtt_client
 from gateway.wire.payload import decode
 from gateway.wire.topics import commit_topic, data_topic, ingest_status_topic
@@ -417,7 +417,7 @@ class Ingest:
         return present
 
     def _record_gaps(self, gaps: list[Gap]) -> None:
-        body = b"".join(gap_line(gap) for gap in gaps)
+        body = b"".join(gap_line(g.stream, g.from_seq, g.to_seq, g.ts_ns, g.gateway) for g in gaps)
         for gap in gaps:
             log.warning("sequence gap in %s: %d..%d (%d samples missing)", gap.stream.key,
                         gap.from_seq, gap.to_seq, gap.missing)

@@ -9,6 +9,8 @@ One line per sample (per channel when ``stream.channel_tag`` is set)::
   a replayed sample lands on the same series + timestamp and overwrites itself.
 - Float fields use Python's shortest round-trip ``repr``; NaN/inf cannot be stored, so
   such a field is left out of that line (quality and seq are always written).
+- Names are checked once, by StreamSpec (gateway.model.validate_stream); the escaping
+  below still follows the spec for any name.
 - Measurement: commas and spaces escaped; tag keys/values and field keys: commas,
   equals signs and spaces escaped. Identifiers containing a backslash, a newline or a
   carriage return are refused (PayloadError): line protocol cannot carry them safely.
@@ -32,9 +34,9 @@ import numpy.typing as npt
 import orjson
 
 from gateway.errors import PayloadError
-from gateway.model import SampleBatch, StreamSpec
+from gateway.model import RESERVED_FIELDS, SampleBatch, StreamSpec
 
-RESERVED_FIELDS = frozenset({"quality", "seq", "text", "time"})
+GAP_MEASUREMENT = "medgw_gap"
 
 _MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ "})
 _KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
@@ -95,7 +97,7 @@ def _groups(stream: StreamSpec) -> tuple[tuple[str, tuple[int, ...], tuple[str, 
         )
         keys = []
         for _, field in columns:
-            if field in RESERVED_FIELDS:
+            if field.casefold() in RESERVED_FIELDS:  # StreamSpec refuses them already
                 raise PayloadError(f"stream {stream.key}: field name {field!r} is reserved")
             keys.append(escape_key(field, "field key"))
         groups.append((prefix, tuple(i for i, _ in columns), tuple(keys)))
@@ -187,3 +189,14 @@ def split_body(body: bytes, parts: int = 2) -> list[tuple[bytes, int]]:
     step = -(-len(lines) // parts)
     return [(b"".join(lines[i:i + step]), len(lines[i:i + step]))
             for i in range(0, len(lines), step)]
+
+
+def gap_line(stream: StreamSpec, from_seq: int, to_seq: int, ts_ns: int,
+             gateway: str = "") -> bytes:
+    """Return the ``medgw_gap`` point of a confirmed run of missing sequence numbers."""
+    tags = "".join(f",{key}={escape_key(value, 'tag value')}" for key, value in (
+        ("device", stream.device), ("site", stream.site), ("stream", stream.stream)))
+    text = f',gateway="{escape_string(gateway)}"' if gateway else ""
+    return (f"{GAP_MEASUREMENT}{tags} from_seq={from_seq}i,to_seq={to_seq}i,"
+            f'missing={to_seq - from_seq + 1}i,measurement="{escape_string(stream.measurement)}"'
+            f"{text} {ts_ns}\n").encode()

@@ -1,23 +1,33 @@
 """Per-stream sequence tracking in the ingest: duplicates and gaps.
 
-Each stream keeps the sorted, merged ranges of sequence numbers this worker wrote, with the
+A sample is identified by (gateway, epoch, stream, seq) (DESIGN.md "Identity"): the
+tracking is keyed on (gateway, epoch, stream key), so a stranger's payload or a cloned
+gateway (same names, another epoch) never makes real samples look like duplicates. For a
+gateway that restarts with its state intact (a new epoch, sequence numbers continuing
+upward) the new epoch's ranges start from the previous epoch's high-water mark, so the
+samples lost across the restart are still a gap.
+
+Each tracked stream keeps the sorted, merged ranges of sequence numbers this worker wrote, with the
 timestamps at their ends. A message entirely inside written ranges is a duplicate (a
 broker redelivery or a spool replay): it is acknowledged without a write and not counted
 again. A hole between two ranges becomes a *candidate* gap; after a grace period the
 ingest checks InfluxDB for the hole's time window (another worker of the shared
 subscription may have written those samples) and records what is still missing as a
 ``medgw_gap`` point. Only the last ``max_spans`` ranges per stream are kept in memory.
-A worker that restarts starts with empty ranges: a gap across its own restart is not seen.
+At most ``max_tracks`` (gateway, epoch, stream) entries are kept, least recently seen
+dropped first, so a flood of made-up epochs cannot grow memory without bound. A worker that
+restarts starts with empty ranges: a gap across its own restart is not seen.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from gateway.model import SampleBatch, StreamSpec
 
-GAP_MEASUREMENT = "medgw_gap"
+TrackKey = tuple[str, int, str]  # (gateway, epoch, stream key)
 
 
 @dataclass(slots=True)
@@ -40,6 +50,8 @@ class Hole:
     hi: int
     ts_before: int
     ts_after: int
+    gateway: str = ""
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,7 @@ class Gap:
     from_seq: int
     to_seq: int
     ts_ns: int
+    gateway: str = ""
 
     @property
     def missing(self) -> int:
@@ -62,6 +75,8 @@ class StreamTrack:
     """The written ranges of one stream."""
 
     stream: StreamSpec
+    gateway: str = ""
+    epoch: int = 0
     spans: list[Span] = field(default_factory=list)
     settled: set[tuple[int, int]] = field(default_factory=set)  # holes already checked
 
@@ -107,7 +122,7 @@ class StreamTrack:
                 continue
             if now - after.created >= grace_s:
                 holes.append(Hole(self.stream, before.hi + 1, after.lo - 1, before.ts_hi,
-                                  after.ts_lo))
+                                  after.ts_lo, self.gateway, self.epoch))
         return holes
 
     def fill(self, hole: Hole) -> None:
@@ -123,17 +138,22 @@ class StreamTrack:
 
 
 class SeqTracker:
-    """Duplicate and gap bookkeeping for every stream one ingest worker sees."""
+    """Duplicate and gap bookkeeping for every (gateway, epoch, stream) one worker sees."""
 
-    def __init__(self, max_spans: int = 256) -> None:
+    def __init__(self, max_spans: int = 256, max_tracks: int = 65536) -> None:
         self.max_spans = max_spans
-        self.streams: dict[str, StreamTrack] = {}
+        self.max_tracks = max_tracks
+        self.tracks: OrderedDict[TrackKey, StreamTrack] = OrderedDict()
+        self._latest: dict[tuple[str, str], int] = {}  # (gateway, stream key) -> epoch
 
-    def observe(self, batch: SampleBatch) -> int:
+    def observe(self, batch: SampleBatch, gateway: str = "", epoch: int = 0) -> int:
         """Record a batch about to be written; return how many of its samples are new."""
-        track = self.streams.get(batch.stream.key)
+        key = (gateway, epoch, batch.stream.key)
+        track = self.tracks.get(key)
         if track is None:
-            track = self.streams[batch.stream.key] = StreamTrack(batch.stream)
+            track = self._new_track(key, batch)
+        else:
+            self.tracks.move_to_end(key)
         lo, hi = batch.first_seq, batch.last_seq
         new = track.new_samples(lo, hi)
         if new:
@@ -141,28 +161,40 @@ class SeqTracker:
                       self.max_spans)
         return new
 
+    def _new_track(self, key: TrackKey, batch: SampleBatch) -> StreamTrack:
+        gateway, epoch, stream_key = key
+        track = self.tracks[key] = StreamTrack(batch.stream, gateway, epoch)
+        previous = self._latest.get((gateway, stream_key))
+        self._latest[(gateway, stream_key)] = epoch
+        before = self.tracks.get((gateway, previous, stream_key)) if previous is not None \
+            else None
+        if before is not None and before.spans and before.spans[-1].hi < batch.first_seq:
+            last = before.spans[-1]  # the previous epoch's high-water mark
+            track.spans.append(Span(last.hi, last.hi, last.ts_hi, last.ts_hi, time.monotonic()))
+        while len(self.tracks) > self.max_tracks:
+            (old_gw, old_epoch, old_key), _ = self.tracks.popitem(last=False)
+            if self._latest.get((old_gw, old_key)) == old_epoch:
+                del self._latest[(old_gw, old_key)]
+        return track
+
     def due_holes(self, grace_s: float) -> list[Hole]:
         """Return every stream's holes older than ``grace_s``."""
         now = time.monotonic()
-        return [h for track in self.streams.values() for h in track.due_holes(grace_s, now)]
+        return [h for track in self.tracks.values() for h in track.due_holes(grace_s, now)]
 
     def settle(self, hole: Hole, present: set[int]) -> list[Gap]:
         """Close a checked hole: return the runs of it not in ``present`` as gaps."""
-        self.streams[hole.stream.key].fill(hole)
+        track = self.tracks.get((hole.gateway, hole.epoch, hole.stream.key))
+        if track is not None:
+            track.fill(hole)
         gaps: list[Gap] = []
         start = hole.lo
         for seq in sorted(s for s in present if hole.lo <= s <= hole.hi):
             if seq > start:
-                gaps.append(Gap(hole.stream, start, seq - 1, hole.ts_before + 1 + len(gaps)))
+                gaps.append(Gap(hole.stream, start, seq - 1, hole.ts_before + 1 + len(gaps),
+                                hole.gateway))
             start = seq + 1
         if start <= hole.hi:
-            gaps.append(Gap(hole.stream, start, hole.hi, hole.ts_before + 1 + len(gaps)))
+            gaps.append(Gap(hole.stream, start, hole.hi, hole.ts_before + 1 + len(gaps),
+                            hole.gateway))
         return gaps
-
-
-def gap_line(gap: Gap) -> bytes:
-    """Return the ``medgw_gap`` line-protocol point of a gap (names are topic-safe)."""
-    s = gap.stream
-    return (f"{GAP_MEASUREMENT},device={s.device},site={s.site},stream={s.stream} "
-            f"from_seq={gap.from_seq}i,to_seq={gap.to_seq}i,missing={gap.missing}i,"
-            f'measurement="{s.measurement}" {gap.ts_ns}\n').encode()

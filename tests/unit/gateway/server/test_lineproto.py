@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import PayloadError
-from gateway.model import SampleBatch, StreamSpec, make_batch
+from gateway.errors import StreamSpecError
+from gateway.model import RESERVED_FIELDS, SampleBatch, StreamSpec, make_batch
 from gateway.server.lineproto import (
     encode_batch,
     encode_batches,
     encode_lines,
+    escape_key,
+    escape_measurement,
     escape_string,
     lines_per_sample,
     split_body,
@@ -108,14 +110,17 @@ def test_plain_lines_exact() -> None:
 
 def test_escaping_exact() -> None:
     """Commas/spaces/equals are escaped per the spec; braces and percent pass untouched."""
-    spec = _spec(fields=("c {x},1.f 1", "c {x},1.g,=h%"), measurement="my m,x=",
-                 channel_tag="j=k l")
+    spec = _spec(fields=("c {x},1=.f 1", "c {x},1=.g,=h%"), measurement="my.m",
+                 channel_tag="j-k_l")
     batch = make_batch(spec, [5], [[1.0, 2.0]], first_seq=0)
     body, _ = encode_batch(batch)
     assert body == (
-        b"my\\ m\\,x=,device=robot-1,j\\=k\\ l=c\\ {x}\\,1,site=demo-hospital,stream=arm "
+        b"my.m,device=robot-1,j-k_l=c\\ {x}\\,1\\=,site=demo-hospital,stream=arm "
         b"f\\ 1=1.0,g\\,\\=h%=2.0,quality=0i,seq=0i 5\n"
     )
+    # StreamSpec keeps measurements topic-safe; the escaping itself still follows the spec
+    assert escape_measurement("my m,x=") == "my\\ m\\,x="
+    assert escape_key("j=k l") == "j\\=k\\ l"
 
 
 def test_non_finite_fields_are_left_out() -> None:
@@ -163,25 +168,35 @@ def test_historical_is_not_a_tag() -> None:
     assert encode_batch(replay) == encode_batch(batch)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"measurement": "m\\1"}, {"measurement": "a\nb"}, {"fields": ("a\rb", "c")},
-    {"fields": ("a\\b", "c")}, {"fields": ("x.a", "x.b"), "channel_tag": "a\\b"},
-    {"fields": ("x.a", "x.b"), "channel_tag": "site"},
-    {"fields": ("seq", "b")}, {"fields": ("quality", "b")}, {"measurement": ""},
+@pytest.mark.parametrize(("kwargs", "part"), [
+    ({"measurement": "m\\1"}, "measurement"), ({"measurement": "a\nb"}, "measurement"),
+    ({"measurement": "a b"}, "measurement"), ({"measurement": "medgw_gap"}, "measurement"),
+    ({"fields": ("a\rb", "c")}, "field"), ({"fields": ("a\\b", "c")}, "field"),
+    ({"fields": ("a\x00", "c")}, "field"),
+    ({"fields": ("x.a", "x.b"), "channel_tag": "a\\b"}, "channel_tag"),
+    ({"fields": ("x.a", "x.b"), "channel_tag": "site"}, "channel_tag"),
+    ({"fields": ("x.a", "x.b"), "channel_tag": "Time"}, "channel_tag"),
+    ({"fields": ("x.a", "x\\y.b"), "channel_tag": "joint"}, "field"),
+    ({"fields": ("seq", "b")}, "field"), ({"fields": ("quality", "b")}, "field"),
+    ({"fields": ("Quality", "b")}, "field"), ({"fields": ("TIME", "b")}, "field"),
+    ({"fields": ("text", "b")}, "field"),
+    ({"fields": ("x.Seq", "x.b"), "channel_tag": "joint"}, "field"),
+    ({"measurement": ""}, "measurement"), ({"stream": "status"}, "stream"),
+    ({"device": "a" * 257}, "device"),
 ])
-def test_unencodable_names_are_refused(kwargs: dict[str, Any]) -> None:
-    """Backslashes, newlines, reserved field names and empty names give PayloadError."""
-    spec = _spec(**kwargs)
-    with pytest.raises(PayloadError):
-        encode_batch(make_batch(spec, [1], [[1.0, 2.0]]))
+def test_unencodable_names_are_refused_at_construction(kwargs: dict[str, Any],
+                                                       part: str) -> None:
+    """Whatever line protocol or the ingest would refuse, StreamSpec refuses first."""
+    with pytest.raises(StreamSpecError) as info:
+        _spec(**kwargs)
+    assert info.value.part == part
+    assert isinstance(info.value, ValueError)  # older callers catch ValueError
 
 
-def test_empty_tag_value_is_left_out() -> None:
-    """An empty tag value (here an empty channel name) cannot be written: the tag is omitted."""
-    spec = _spec(fields=(".a", ".b"), channel_tag="joint")
-    body, _ = encode_batch(make_batch(spec, [1], [[1.0, 2.0]]))
-    assert parse_body(body)[0][1] == {"device": "robot-1", "site": "demo-hospital",
-                                      "stream": "arm"}
+def test_empty_channel_is_refused() -> None:
+    """An empty channel would be an empty tag value (left out by InfluxDB): refused."""
+    with pytest.raises(StreamSpecError, match=r"channel\.field"):
+        _spec(fields=(".a", ".b"), channel_tag="joint")
 
 
 def test_empty_batch_and_split_body() -> None:
@@ -201,18 +216,20 @@ def test_empty_batch_and_split_body() -> None:
 # Round trip against the reference parser.
 
 _names = st.text(
-    alphabet=st.characters(blacklist_characters="\\\n\r", blacklist_categories=["Cs"]),
+    alphabet=st.characters(blacklist_characters="\\", blacklist_categories=["Cs", "Cc"]),
     min_size=1, max_size=12,
 )
 _topic_names = st.from_regex(r"[A-Za-z0-9_.-]{1,10}", fullmatch=True)
-_field_names = _names.filter(lambda s: s not in {"quality", "seq", "text", "time"})
+_field_names = _names.filter(lambda s: s.casefold() not in RESERVED_FIELDS)
+_tag_keys = _topic_names.filter(lambda s: s.casefold() not in {"site", "device", "stream",
+                                                               "time"})
 _floats = st.floats(allow_nan=True, allow_infinity=True)
 
 
 @st.composite
 def batches(draw: st.DrawFn) -> SampleBatch:
     """Random streams (with or without channel tag) and batches with odd values and text."""
-    channel_tag = draw(st.one_of(st.none(), _names))
+    channel_tag = draw(st.one_of(st.none(), _tag_keys))
     if channel_tag is None:
         fields = draw(st.lists(_field_names, min_size=1, max_size=4, unique=True))
     else:
@@ -222,7 +239,8 @@ def batches(draw: st.DrawFn) -> SampleBatch:
                                max_size=3, unique=True))
         fields = [f"{c}.{leaf}" for c in channels for leaf in leaves]
     spec = StreamSpec(draw(_topic_names), draw(_topic_names), draw(_topic_names), tuple(fields),
-                      tuple("u" for _ in fields), measurement=draw(_names),
+                      tuple("u" for _ in fields),
+                      measurement=draw(_topic_names.filter(lambda s: s != "medgw_gap")),
                       channel_tag=channel_tag)
     n = draw(st.integers(0, 6))
     values = draw(st.lists(st.lists(_floats, min_size=len(fields), max_size=len(fields)),
