@@ -1,71 +1,162 @@
-"""The edge daemon: drivers append to the rings, the publisher drains them to MQTT."""
+"""The edge daemon: drivers append to the rings, the publisher drains them to MQTT.
+
+Each start draws a new gateway *epoch* (gateway.edge.seqstate.new_epoch), logged here,
+carried in every payload and shown in /health: the ingest tracks duplicates per
+(gateway, epoch, stream), so sequence numbers restarted after a lost ``seq.json`` can never
+be taken for duplicates. Every device's driver runs in its own task, supervised: a crash
+is a log line with traceback, ``medgw_driver_restarts_total``, a "down" device in /health,
+and a restart after the shared jittered backoff (gateway.backoff.Backoff).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
-import random
 import threading
-from dataclasses import dataclass
+import time
+from enum import Enum
+from typing import Any
 
 from gateway import plugins
+from gateway.backoff import Backoff
 from gateway.config import LoadedConfig
 from gateway.driver import Driver, DriverContext
+from gateway.edge import health
 from gateway.edge.publisher import MqttPublisher, resolve_spool_dir
-from gateway.edge.seqstate import SeqRingStore, SeqState
+from gateway.edge.seqstate import SeqRingStore, SeqState, new_epoch
 from gateway.metrics import GatewayMetrics
+from gateway.ring import StreamRing
 
 log = logging.getLogger("medgw.daemon")
 
+RESTART_INITIAL_S = 1.0
+RESTART_MAX_S = 60.0
 
-@dataclass
+
+class TaskState(str, Enum):
+    """Where a device's driver task is."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"  # crashed, waiting for its backoff before the next run
+    FINISHED = "finished"  # run() returned (a bounded replay or sample count reached)
+    DEAD = "dead"  # the supervising task itself ended with an exception
+
+
 class DeviceRuntime:
-    """A configured device, its driver and its context."""
+    """A configured device, its driver, its context and its task's state (thread-safe)."""
 
-    name: str
-    driver_name: str
-    driver: Driver
-    ctx: DriverContext
-    restarts: int = 0
-    finished: bool = False
-    last_error: str | None = None
+    def __init__(self, name: str, driver_name: str, driver: Driver, ctx: DriverContext,
+                 metrics: GatewayMetrics) -> None:
+        self.name = name
+        self.driver_name = driver_name
+        self.driver = driver
+        self.ctx = ctx
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._task = TaskState.STARTING
+        self._restarts = 0
+        self._crash: str | None = None
+
+    @property
+    def restarts(self) -> int:
+        """Return how often the driver was restarted after a crash."""
+        with self._lock:
+            return self._restarts
+
+    @property
+    def finished(self) -> bool:
+        """True once the driver's run() returned on its own."""
+        with self._lock:
+            return self._task is TaskState.FINISHED
+
+    @property
+    def last_error(self) -> str | None:
+        """Return the driver's latest device error, else the latest crash (text)."""
+        with self._lock:
+            return self.ctx.state.last_error or self._crash
+
+    def set_task(self, task: TaskState, crash: BaseException | None = None) -> None:
+        """Record the task's state (and a crash: counted, kept as text, device down)."""
+        with self._lock:
+            restarted = task is TaskState.RUNNING and self._task is TaskState.RESTARTING
+            self._task = task
+            if crash is not None:
+                self._crash = f"{type(crash).__name__}: {crash}"
+                if task is TaskState.RESTARTING:
+                    self._restarts += 1
+        self._metrics.driver_running.labels(self.name).set(1 if task is TaskState.RUNNING else 0)
+        if restarted and self.ctx.state.last_error == self._crash:
+            self.ctx.set_error(None)  # a fresh run: the driver reports its device anew
+        if crash is not None:
+            if task is TaskState.RESTARTING:
+                self._metrics.driver_restarts.labels(self.name).inc()
+            self.ctx.set_error(crash)
+            self.ctx.set_connected(False)
+
+    def snapshot(self) -> health.DeviceSnapshot:
+        """Return a consistent copy of what /health shows about this device."""
+        state = self.ctx.state
+        with self._lock:
+            return health.DeviceSnapshot(self.name, self.driver_name, self._task.value,
+                                         state.connected, state.last_error, self._crash,
+                                         self._restarts)
 
 
 class Gateway:
     """Builds every enabled device's driver and the publisher from one config."""
 
-    def __init__(self, loaded: LoadedConfig, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(self, loaded: LoadedConfig, metrics: GatewayMetrics | None = None, *,
+                 restart_initial_s: float = RESTART_INITIAL_S,
+                 restart_max_s: float = RESTART_MAX_S) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.metrics = metrics or GatewayMetrics()
+        self.epoch = new_epoch()
+        self.started_ns = time.time_ns()
+        self._restart = (restart_initial_s, restart_max_s)
+        log.info("gateway %s/%s starting, epoch %d", self.config.site, self.config.gateway,
+                 self.epoch)
         # sequence numbers resume after a restart from the reservations in the spool dir
         spool_dir, temporary = resolve_spool_dir(loaded)
-        self.store = SeqRingStore(self.config.publisher.ring_capacity,
-                                  SeqState(spool_dir / "seq.json",
-                                           2 * self.config.publisher.max_batch_samples))
-        self.devices: list[DeviceRuntime] = []
-        for device in self.config.devices:
-            if not device.enabled:
-                continue
-            ctx = DriverContext(
-                site=self.config.site, device=device.name, store=self.store,
-                metrics=self.metrics, log=logging.getLogger(f"medgw.device.{device.name}"),
-                ring_capacity=self.config.publisher.ring_capacity,
-                ring_seconds=self.config.publisher.ring_seconds,
-                min_ring_capacity=max(1024, 2 * self.config.publisher.max_batch_samples),
-            )
-            info = plugins.load_driver(device.driver)
-            driver = info.create(ctx, loaded.driver_options[device.name])
-            self.devices.append(DeviceRuntime(device.name, device.driver, driver, ctx))
-        self.publisher = MqttPublisher(loaded, self.store, self.metrics, spool_dir, temporary)
+        self.seq_state = SeqState(spool_dir / "seq.json",
+                                  2 * self.config.publisher.max_batch_samples,
+                                  epoch=self.epoch, metrics=self.metrics)
+        self.store = SeqRingStore(self.config.publisher.ring_capacity, self.seq_state,
+                                  on_add=self._stream_added)
+        self.publisher = _make_publisher(loaded, self.store, self.metrics, spool_dir, temporary,
+                                         self.epoch)
+        self.devices = [self._device(d.name, d.driver) for d in self.config.devices
+                        if d.enabled]
+
+    def _device(self, name: str, driver_name: str) -> DeviceRuntime:
+        """Build one device's context and driver."""
+        publisher = self.config.publisher
+        ctx = DriverContext(
+            site=self.config.site, device=name, store=self.store, metrics=self.metrics,
+            log=logging.getLogger(f"medgw.device.{name}"),
+            ring_capacity=publisher.ring_capacity, ring_seconds=publisher.ring_seconds,
+            min_ring_capacity=max(1024, 2 * publisher.max_batch_samples),
+        )
+        info = plugins.load_driver(driver_name)
+        driver = info.create(ctx, self.loaded.driver_options[name])
+        return DeviceRuntime(name, driver_name, driver, ctx, self.metrics)
+
+    def _stream_added(self, ring: StreamRing) -> None:
+        """Export the new stream's lag, computed whenever the metrics are read."""
+        reader = self.publisher.reader
+        self.metrics.lag.labels(ring.stream.key).set_function(
+            lambda: health.stream_lag_s(ring, reader))
 
     async def run(self, stop: asyncio.Event) -> bool:
         """Run until ``stop`` is set; then drain the publisher. True if everything was acked."""
         self.publisher.start()
-        tasks = [
-            asyncio.create_task(self._supervise(device), name=f"driver:{device.name}")
-            for device in self.devices
-        ]
+        tasks = [asyncio.create_task(self._supervise(device), name=f"driver:{device.name}")
+                 for device in self.devices]
+        for device, task in zip(self.devices, tasks, strict=True):
+            task.add_done_callback(functools.partial(_task_ended, device))
         try:
             await stop.wait()
         finally:
@@ -75,43 +166,56 @@ class Gateway:
         return await asyncio.to_thread(self.publisher.stop)
 
     async def _supervise(self, device: DeviceRuntime) -> None:
-        """Run one driver; if it crashes, log it and restart it with jittered backoff."""
-        backoff = 1.0
+        """Run one driver; if it crashes, log it and restart it after the shared backoff."""
+        backoff = Backoff(*self._restart)
         while True:
+            device.set_task(TaskState.RUNNING)
+            started = time.monotonic()
             try:
                 await device.driver.run()
-                device.finished = True
-                log.info("device %s: driver finished", device.name)
-                return
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # one device's failure must never stop the others
-                device.restarts += 1
-                device.last_error = f"{type(err).__name__}: {err}"
-                device.ctx.set_connected(False)
-                log.exception("device %s: driver %s failed; restarting in ~%.0f s",
-                              device.name, device.driver_name, backoff)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
-                backoff = min(backoff * 2, 60.0)
+                if time.monotonic() - started >= backoff.maximum:
+                    backoff.reset()  # it ran well for a while: not a crash loop
+                delay = backoff.next()
+                device.set_task(TaskState.RESTARTING, err)
+                log.exception("device %s: driver %s failed (restart %d); restarting in %.1f s",
+                              device.name, device.driver_name, device.restarts, delay)
+                await asyncio.sleep(delay)
+                continue
+            device.set_task(TaskState.FINISHED)
+            log.info("device %s: driver finished", device.name)
+            return
 
-    def health_report(self) -> dict[str, object]:
-        """Return the /health document: broker connection and every device's state."""
-        devices = {
-            d.name: {"driver": d.driver_name, "restarts": d.restarts, "finished": d.finished,
-                     # drivers that retry on their own keep their latest device error
-                     "last_error": d.last_error or getattr(d.driver, "last_error", None)}
-            for d in self.devices
-        }
-        broker_ok = self.publisher.connected.is_set()
-        return {
-            "status": "ok" if broker_ok else "degraded",
-            "site": self.config.site,
-            "gateway": self.config.gateway,
-            "broker_connected": broker_ok,
-            "broker_error": self.publisher.last_error,
-            "inflight": self.publisher.inflight(),
-            "devices": devices,
-        }
+    def health_report(self) -> dict[str, Any]:
+        """Return the /health document (see gateway.edge.health.gateway_report)."""
+        return health.gateway_report(
+            site=self.config.site, gateway=self.config.gateway, epoch=self.epoch,
+            started_ns=self.started_ns, publisher=health.publisher_view(self.publisher),
+            seq_state=self.seq_state.health(),
+            devices=[device.snapshot() for device in self.devices])
+
+
+def _make_publisher(loaded: LoadedConfig, store: SeqRingStore, metrics: GatewayMetrics,
+                    spool_dir: Any, temporary: bool, epoch: int) -> MqttPublisher:
+    """Build the publisher, passing the epoch once the publisher takes one."""
+    if "epoch" in inspect.signature(MqttPublisher).parameters:
+        return MqttPublisher(loaded, store, metrics, spool_dir, temporary,
+                             epoch=epoch)  # type: ignore[call-arg,unused-ignore]
+    log.warning("this publisher does not carry the epoch in its payloads")
+    return MqttPublisher(loaded, store, metrics, spool_dir, temporary)
+
+
+def _task_ended(device: DeviceRuntime, task: asyncio.Task[None]) -> None:
+    """A supervising task that ended with an exception is a dead device: say so loudly."""
+    if task.cancelled():
+        return
+    err = task.exception()
+    if err is not None:
+        device.set_task(TaskState.DEAD, err)
+        log.error("device %s: driver task died (%s: %s); the device stays down until the "
+                  "gateway restarts", device.name, type(err).__name__, err, exc_info=err)
 
 
 class GatewayThread:
@@ -132,7 +236,10 @@ class GatewayThread:
             self._started.set()
             self.all_acked = await self.gateway.run(self._stop)
 
-        asyncio.run(body())
+        try:
+            asyncio.run(body())
+        finally:
+            self._started.set()  # never leave start() waiting on a loop that failed
 
     def start(self) -> None:
         """Start the gateway thread and wait until its loop runs."""

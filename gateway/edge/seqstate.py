@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -178,16 +178,27 @@ class SeqState:
 class SeqRingStore(RingStore):
     """A RingStore whose new streams resume at their persisted sequence number."""
 
-    def __init__(self, default_capacity: int, seq_state: SeqState) -> None:
+    def __init__(self, default_capacity: int, seq_state: SeqState,
+                 on_add: Callable[[StreamRing], None] | None = None) -> None:
         super().__init__(default_capacity)
         self.seq_state = seq_state
+        self._on_add = on_add
 
     def add_stream(self, stream: StreamSpec, capacity: int | None = None,
                    first_seq: int = 0) -> StreamRing:
-        """Register a stream; a stream seen before resumes after its reserved numbers."""
+        """Register a stream; a stream seen before resumes after its reserved numbers.
+
+        ``on_add`` (given at construction) is called once with each new stream's ring.
+        """
+        try:
+            known: StreamRing | None = self.ring(stream.key)
+        except KeyError:
+            known = None
         ring = super().add_stream(stream, capacity,
                                   first_seq or self.seq_state.resume_seq(stream.key))
         self.seq_state.reserve([ring])
+        if self._on_add is not None and known is None:
+            self._on_add(ring)  # once per stream: add_stream is idempotent for a known one
         return ring
 
     def reserve_seq(self, rings: Iterable[StreamRing] | None = None) -> None:

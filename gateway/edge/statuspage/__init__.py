@@ -101,8 +101,13 @@ def _stream_entry(ring: StreamRing, now_ns: int, totals: dict[str, dict[str, flo
 
 
 def stream_report(store: RingStore, registry: CollectorRegistry,
-                  now_ns: int | None = None) -> dict[str, Any]:
-    """Return the /api/streams document: devices (connected) and every stream's state."""
+                  now_ns: int | None = None, health: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Return the /api/streams document: devices (state as in /health) and every stream.
+
+    With ``health`` (the /health document) every device carries the same ``state``
+    (connected / degraded / down), last error and restarts, and the page the overall status.
+    """
     now = time.time_ns() if now_ns is None else now_ns
     totals = _metric_totals(registry)
     streams = [_stream_entry(ring, now, totals) for ring in store.rings()]
@@ -112,8 +117,16 @@ def stream_report(store: RingStore, registry: CollectorRegistry,
         devices[entry["device"]]["streams"] += 1
     for name, value in totals["medgw_device_connected"].items():
         devices.setdefault(name, {"name": name, "streams": 0})["connected"] = bool(value)
+    health = health or {}
+    for name, reported in (health.get("devices") or {}).items():
+        dev = devices.setdefault(name, {"name": name, "streams": 0})
+        dev.update({key: reported.get(key) for key in
+                    ("state", "connected", "last_error", "restarts", "task")})
     for name, dev in devices.items():
         dev.setdefault("connected", None)
+        dev.setdefault("state", None)
         dev["gap_s"] = totals["medgw_device_gap_seconds_total"].get(name, 0.0)
         dev["reconnects"] = totals["medgw_device_reconnects_total"].get(name, 0.0)
-    return {"now_ms": now // 1_000_000, "devices": list(devices.values()), "streams": streams}
+    return {"now_ms": now // 1_000_000, "status": health.get("status"),
+            "problems": health.get("problems", []), "warnings": health.get("warnings", []),
+            "devices": list(devices.values()), "streams": streams}
