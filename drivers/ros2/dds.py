@@ -49,8 +49,43 @@ def loopback_config(options: NetworkOptions | None = None) -> str:
         "</General><Discovery>"
         f"<Peers>{peers}</Peers><ParticipantIndex>auto</ParticipantIndex>"
         f"<MaxAutoParticipantIndex>{int(opts.max_participants)}</MaxAutoParticipantIndex>"
-        "</Discovery></Domain></CycloneDDS>"
+        "</Discovery>"
+        f"{_compatibility(opts.ignore_type_information)}</Domain></CycloneDDS>"
     )
+
+
+def _compatibility(vendor_ids: list[str]) -> str:
+    if not vendor_ids:
+        return ""
+    return ("<Compatibility><IgnoreTypeInformation>" + ",".join(vendor_ids)
+            + "</IgnoreTypeInformation></Compatibility>")
+
+
+VENDORS = {
+    (1, 1): "RTI Connext DDS", (1, 2): "OpenSplice", (1, 3): "OpenDDS",
+    (1, 6): "CoreDX", (1, 10): "RTI Connext Micro", (1, 15): "eProsima Fast DDS",
+    (1, 16): "Eclipse Cyclone DDS", (1, 17): "GurumDDS", (1, 18): "RustDDS",
+    (1, 19): "ZRDDS", (1, 20): "Dust DDS",
+}
+"""DDSI-RTPS vendor ids (the OMG's list) of implementations a ROS 2 robot may run."""
+
+
+def vendor_of(guid: str) -> str | None:
+    """Return "name (1.N)" from a GUID whose prefix starts with the vendor id, else None.
+
+    Fast DDS and Cyclone DDS put their vendor id in the first two bytes of every GUID
+    prefix (the spec leaves the prefix to the vendor); RTI, for one, does not, so an
+    unknown pair means "unknown", not "another vendor".
+    """
+    digits = guid.replace("-", "")
+    if len(digits) < 4:
+        return None
+    try:
+        major, minor = int(digits[0:2], 16), int(digits[2:4], 16)
+    except ValueError:
+        return None
+    name = VENDORS.get((major, minor))
+    return None if name is None else f"{name} ({major}.{minor})"
 
 
 def pick_domain_id(rng: random.Random | None = None) -> int:
@@ -99,6 +134,17 @@ def offered_reliability(qos: Qos | None) -> str | None:
     if policy is None:
         return None
     return "best_effort" if policy == Policy.Reliability.BestEffort else "reliable"
+
+
+def offered_durability(qos: Qos | None) -> str | None:
+    """Return "volatile"/"transient_local"/... as offered in a discovered endpoint's QoS."""
+    policy = None if qos is None else qos[Policy.Durability]
+    if policy is None:
+        return None
+    return {Policy.Durability.Volatile: "volatile",
+            Policy.Durability.TransientLocal: "transient_local",
+            Policy.Durability.Transient: "transient",
+            Policy.Durability.Persistent: "persistent"}.get(policy, str(policy))
 
 
 def take_raw(reader: Any, max_samples: int) -> list[bytes]:

@@ -38,7 +38,9 @@ CRTK_STATES: tuple[tuple[str, float], ...] = (
 """CRTK operating states and the numeric code stored for each."""
 SEVERITIES: tuple[tuple[str, float], ...] = (("INFO", 0.0), ("WARNING", 1.0), ("ERROR", 2.0))
 """Severity codes of String topics, chosen from the topic's last name component."""
-HEALTH_LABELS: tuple[tuple[str, float], ...] = (("FRESH", 0.0), ("STALE", 1.0))
+HEALTH_LABELS: tuple[tuple[str, float], ...] = (
+    ("FRESH", 0.0), ("STALE", 1.0), ("LOST", 2.0), ("QUARANTINED", 3.0), ("UNMATCHED", 4.0),
+)
 """Codes of the per-device topic-health event stream."""
 
 _STATE_CODE = dict(CRTK_STATES)

@@ -7,16 +7,18 @@ share these models without pulling in the other's middleware.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drivers.ros2.mapping import stream_name, type_mapping
 from drivers.ros2.pipeline import TopicSettings
 
 MAX_DOMAIN_ID = 232
 TransportName = Literal["auto", "cyclonedds", "rclpy"]
+IGNORE_TYPE_INFORMATION = ("1.15", "1.17")
+"""Vendor ids (DDSI-RTPS, as the OMG assigns them) whose type information Cyclone ignores."""
 
 
 class NetworkOptions(BaseModel):
@@ -30,8 +32,23 @@ class NetworkOptions(BaseModel):
     multicast: bool = Field(default=False, description="allow multicast discovery and data")
     max_participants: int = Field(default=50, ge=1, le=120,
                                   description="participant indexes probed per peer")
+    ignore_type_information: list[str] = Field(
+        default_factory=lambda: list(IGNORE_TYPE_INFORMATION),
+        description="DDSI vendor ids (major.minor, decimal) whose XTypes type information "
+                    "Cyclone ignores, matching by type name as ROS 2 does: 1.15 eProsima Fast "
+                    "DDS (Cyclone 11 rejects its type objects for string sequences, so a "
+                    "JointState reader never matches), 1.17 GurumDDS. RTI Connext is 1.1, "
+                    "which Cyclone 11.0 parses but never applies (it tests 1 < minor)")
     config_xml: str | None = Field(default=None,
                                    description="complete CycloneDDS XML; overrides the above")
+
+    @field_validator("ignore_type_information")
+    @classmethod
+    def _vendor_ids(cls, value: list[str]) -> list[str]:
+        for vid in value:
+            if not re.fullmatch(r"1\.([1-9]|[12][0-9]|3[0-2])", vid):
+                raise ValueError(f"vendor id {vid!r} is not 1.N with 1 <= N <= 32")
+        return value
 
 
 class QosOptions(BaseModel):
@@ -103,7 +120,15 @@ class Ros2Options(BaseModel):
                     "publisher batches for max_latency_ms anyway. Event topics are taken at "
                     "once. Capped at a fifth of the shortest stale limit (stale_min_ms 100 "
                     "-> 20 ms) and a quarter of the shortest reader history (depth/rate_hz); "
-                    "halved when a take finds a reader half full. 0: take at once")
+                    "halved when a take finds a reader half full, doubled back after "
+                    "batch_recover_s without. 0: take at once")
+    batch_recover_s: float = Field(default=5.0, gt=0, description="a halved batch window "
+                                   "doubles back (up to batch_window_ms) after this long "
+                                   "without a reader found half full")
+    unmatched_after_s: float = Field(
+        default=3.0, gt=0, description="a publication discovery shows on a wanted topic that "
+        "no reader matched after this long is reported (warning, metric, device degraded); "
+        "so is an explicit topic that delivered nothing for this long (at least 5 periods)")
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
 
@@ -147,19 +172,3 @@ def topic_settings(options: Ros2Options, topic: str, ros_type: str,
         stale_min_ns=int(options.stale_min_ms * 1e6),
         prismatic=frozenset(options.prismatic_joints),
     )
-
-
-def batch_window_ns(window_ms: float, topics: Iterable[tuple[int | None, int, float]]) -> int:
-    """Return the batch window for a set of topics, each (stale limit ns or None, depth, Hz).
-
-    The window never exceeds a fifth of the shortest stale limit (so a silence is still
-    seen well before it could be mistaken for staleness, and stale detection is delayed
-    by at most that much) nor a quarter of the shortest reader history at the topic's
-    nominal rate (keep-last ``depth`` samples: waiting longer could overwrite some).
-    """
-    window = int(window_ms * 1e6)
-    for stale_limit_ns, depth, rate_hz in topics:
-        if stale_limit_ns is not None:
-            window = min(window, stale_limit_ns // 5)
-        window = min(window, int(depth / rate_hz * 1e9) // 4)
-    return max(window, 0)

@@ -4,33 +4,33 @@ Sampled topics are decoded batch-wise: once the first good message fixes the pay
 layout, every later payload of the same length whose non-data bytes (joint names, frame
 ids, sequence lengths, padding) equal that template is decoded with a few numpy ops for
 the whole batch. Anything else goes through the strict scalar decoder; what that rejects
-is quarantined. One ``ring.append`` per batch keeps the order of arrival.
+is quarantined. One ``ctx.append`` per batch (append and count) keeps the order of arrival.
 
 The common batch (every payload matches the template, every stamp is in range) takes a
 short path with no per-batch scratch: up to ``SMALL_BATCH`` payloads are checked and
 unpacked with ``bytes.startswith`` and ``struct`` (a 100 Hz topic gives one or two per
 20 ms batch window, where a few dozen numpy calls would cost more than the decoding);
-larger ones with a handful of numpy calls over the joined payloads. Any batch that is not
-that common case goes through the general path unchanged, so what is appended and what is
-quarantined does not depend on the path.
+larger ones with a handful of numpy calls over the joined payloads (both in
+:mod:`drivers.ros2.layout`). Any batch that is not that common case goes through the
+general path unchanged, so what is appended and what is quarantined does not depend on
+the path.
 """
 
 from __future__ import annotations
 
-import math
-import operator
-import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from drivers.ros2.cdr import CDR2_LE, CDR_LE, CdrError
+from drivers.ros2.cdr import CdrError
+from drivers.ros2.health import HEALTH_STREAM as HEALTH_STREAM
+from drivers.ros2.health import HealthStream as HealthStream
+from drivers.ros2.layout import Layout, decode_small, decode_uniform
 from drivers.ros2.mapping import (
     CRTK_STATES,
-    HEALTH_LABELS,
     SEVERITIES,
     Decoded,
     Family,
@@ -48,8 +48,6 @@ from gateway.ring import StreamRing
 
 NS = 1_000_000_000
 SMALL_BATCH = 8  # batches up to this size skip numpy (see the module docstring)
-_STAMP = struct.Struct("<iI")  # builtin_interfaces/Time, little endian
-HEALTH_STREAM = "topic-health"  # '-' cannot occur in a ROS name, so no topic collides
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,75 +63,6 @@ class TopicSettings:
     stale_min_ns: int = 0
 
 
-class Layout:
-    """The fixed byte layout of one topic's payloads, for vectorized batch decoding."""
-
-    def __init__(self, payload: bytes, decoded: Decoded) -> None:
-        if decoded.value_offsets is None:
-            raise ValueError("events have no fixed layout")
-        self.length = len(payload)
-        self.little = bytes(payload[:2]) in (CDR_LE, CDR2_LE)
-        template = np.frombuffer(payload, dtype=np.uint8)
-        mask = np.ones(self.length, dtype=bool)
-        self.stamp_offset = decoded.stamp_offset
-        if self.stamp_offset >= 0:
-            mask[self.stamp_offset:self.stamp_offset + 8] = False
-        self.value_idx = (decoded.value_offsets[:, None] + np.arange(8)[None, :]).reshape(-1)
-        mask[self.value_idx] = False
-        self.struct_idx = np.flatnonzero(mask)
-        self.struct_bytes = template[self.struct_idx].copy()
-        # the same template for the plain-Python path: (start, bytes) of each run of
-        # non-data bytes, and one struct that unpacks every value in payload order
-        self.struct_runs = _runs(payload, mask)
-        offsets = [int(o) for o in decoded.value_offsets]
-        order = sorted(range(len(offsets)), key=offsets.__getitem__)
-        fmt, end = ["<"], offsets[order[0]]
-        for i in order:
-            if offsets[i] > end:
-                fmt.append(f"{offsets[i] - end}x")
-            fmt.append("d")
-            end = offsets[i] + 8
-        self.values_start = offsets[order[0]]
-        self.values_struct = struct.Struct("".join(fmt))
-        rank = [0] * len(order)
-        for position, i in enumerate(order):
-            rank[i] = position
-        # field order from payload order; None when they are the same
-        self.reorder: Callable[[tuple[float, ...]], tuple[float, ...]] | None = (
-            None if rank == sorted(rank) else operator.itemgetter(*rank))
-
-    def extract(self, mat: npt.NDArray[np.uint8]) -> tuple[
-            npt.NDArray[np.bool_], IntArray, IntArray, FloatArray]:
-        """Return (matches template, sec, nanosec, values) for payload rows of ``mat``."""
-        match = (mat[:, self.struct_idx] == self.struct_bytes).all(axis=1)
-        rows = mat[match]
-        if self.stamp_offset >= 0:
-            stamp = np.ascontiguousarray(rows[:, self.stamp_offset:self.stamp_offset + 8])
-            sec = stamp.view("<i4")[:, 0].astype(np.int64)
-            nanosec = stamp.view("<u4")[:, 1].astype(np.int64)
-        else:
-            sec = nanosec = np.zeros(rows.shape[0], dtype=np.int64)
-        values = np.ascontiguousarray(rows[:, self.value_idx]).view("<f8").astype(np.float64)
-        return match, sec, nanosec, values
-
-
-def _runs(payload: bytes, mask: npt.NDArray[np.bool_]) -> tuple[tuple[int, bytes], ...]:
-    """Return (start, bytes) of each run of ``payload`` where ``mask`` is True."""
-    runs: list[tuple[int, bytes]] = []
-    flags = mask.tolist()
-    i = 0
-    while i < len(flags):
-        if not flags[i]:
-            i += 1
-            continue
-        j = i
-        while j < len(flags) and flags[j]:
-            j += 1
-        runs.append((i, bytes(payload[i:j])))
-        i = j
-    return tuple(runs)
-
-
 @dataclass
 class _Decoded:
     """Per-batch scratch arrays."""
@@ -143,28 +72,6 @@ class _Decoded:
     nanosec: IntArray
     values: FloatArray
     texts: list[str | None] = field(default_factory=list)
-
-
-class HealthStream:
-    """The per-device event stream that records topics going stale and recovering."""
-
-    def __init__(self, ctx: DriverContext) -> None:
-        self.ctx = ctx
-        self._ring: StreamRing | None = None
-
-    @property
-    def ring(self) -> StreamRing:
-        """Return the health ring, registering it on first use."""
-        if self._ring is None:
-            spec = self.ctx.stream_spec(HEALTH_STREAM, ("stale",), ("",), kind=StreamKind.EVENT,
-                                        measurement="robot_event", labels=HEALTH_LABELS)
-            self._ring = self.ctx.add_stream(spec)
-        return self._ring
-
-    def emit(self, timestamp_ns: int, stale: bool, text: str) -> None:
-        """Append one health event at once."""
-        self.ctx.append_one(self.ring, timestamp_ns, [1.0 if stale else 0.0], Quality.GOOD,
-                            text, time.time_ns())
 
 
 class TopicPipeline:
@@ -256,15 +163,12 @@ class TopicPipeline:
 
     def _append_small(self, payloads: Sequence[bytes],
                       receive_ns: int | IntArray) -> int | None:
-        """Append a small batch that matches the layout with plain Python (struct) decoding.
+        """Append a small batch that matches the layout, decoded with struct (no numpy).
 
         Return None, having changed nothing, unless every payload matches the template and
         has a stamp in range: the general path then handles (and quarantines) the batch.
-        Stamps, values and quality are exactly those of the vectorized path.
         """
-        layout = self.layout
-        ring = self.ring
-        assert layout is not None and ring is not None
+        assert self.layout is not None and self.ring is not None
         n = len(payloads)
         if isinstance(receive_ns, int):
             rx_list = [receive_ns] * n
@@ -273,50 +177,16 @@ class TopicPipeline:
             if rx_arr.shape != (n,):
                 return None
             rx_list = rx_arr.tolist()
-        length, runs = layout.length, layout.struct_runs
-        stamp_at = layout.stamp_offset
-        unpack_values, values_at = layout.values_struct.unpack_from, layout.values_start
-        reorder = layout.reorder
-        rows: list[tuple[float, ...]] = []
-        stamps: list[int] = []
-        quality: list[int] = []
-        for payload, rx in zip(payloads, rx_list, strict=True):
-            if payload.__class__ is not bytes or len(payload) != length:
-                return None
-            for at, run in runs:
-                if not payload.startswith(run, at):
-                    return None
-            values = unpack_values(payload, values_at)
-            if reorder is not None:
-                values = reorder(values)
-            q = Quality.GOOD
-            if stamp_at < 0:
-                stamp = rx
-            else:
-                sec, nanosec = _STAMP.unpack_from(payload, stamp_at)
-                if nanosec >= NS or sec < 0:
-                    return None
-                if sec == 0 and nanosec == 0:
-                    stamp, q = rx, Quality.UNCERTAIN
-                else:
-                    stamp = sec * NS + nanosec
-            # a finite sum means every value is finite; otherwise check them one by one
-            if not math.isfinite(sum(values)) and not all(map(math.isfinite, values)):
-                q = Quality.BAD
-            rows.append(values)
-            stamps.append(stamp)
-            quality.append(q)
+        decoded = decode_small(self.layout, payloads, rx_list)
+        if decoded is None:
+            return None
+        rows, stamps, quality = decoded
         self.fast_rows += n
-        if n == 1:
-            last = np.array(rows[0], dtype=np.float64)
-            ring.append_one(stamps[0], last, quality[0], None, rx_list[0])
-        else:
-            values_arr = np.array(rows, dtype=np.float64)
-            ring.append(np.array(stamps, dtype=np.int64), values_arr,
+        values = np.array(rows, dtype=np.float64)
+        self.ctx.append(self.ring, np.array(stamps, dtype=np.int64), values,
                         np.array(quality, dtype=np.uint8),
                         receive_ns=np.array(rx_list, dtype=np.int64))
-            last = values_arr[-1].copy()
-        self._after_append(n, min(stamps), max(stamps), stamps[-1], last, rx_list[-1])
+        self._after_append(n, min(stamps), max(stamps), stamps[-1], values[-1].copy())
         return n
 
     def _append_uniform(self, payloads: Sequence[bytes],
@@ -326,9 +196,7 @@ class TopicPipeline:
         Return None, having changed nothing, unless every payload matches the template and
         has a stamp in range (as :meth:`_append_small`).
         """
-        layout = self.layout
-        ring = self.ring
-        assert layout is not None and ring is not None
+        assert self.layout is not None and self.ring is not None
         n = len(payloads)
         if isinstance(receive_ns, int):
             rx = np.full(n, receive_ns, dtype=np.int64)
@@ -336,30 +204,13 @@ class TopicPipeline:
             rx = np.asarray(receive_ns, dtype=np.int64)
             if rx.shape != (n,):
                 return None
-        if set(map(len, payloads)) != {layout.length}:
+        decoded = decode_uniform(self.layout, payloads, rx)
+        if decoded is None:
             return None
-        mat = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(n, layout.length)
-        match, sec, nanosec, values = layout.extract(mat)
-        if not match.all():
-            return None
-        quality = np.zeros(n, dtype=np.uint8)
-        if layout.stamp_offset < 0:
-            ts = rx.copy()
-        else:
-            if int(nanosec.max()) >= NS or int(sec.min()) < 0:
-                return None
-            ts = sec * NS + nanosec  # in range: 0 exactly when the stamp is unset
-            if not ts.all():
-                unset = ts == 0
-                ts[unset] = rx[unset]
-                quality[unset] = Quality.UNCERTAIN
-        finite = np.isfinite(values).all(axis=1)
-        if not finite.all():
-            quality[~finite] = Quality.BAD
+        ts, values, quality = decoded
         self.fast_rows += n
-        ring.append(ts, values, quality, receive_ns=rx)
-        self._after_append(n, int(ts.min()), int(ts.max()), int(ts[-1]), values[-1].copy(),
-                           int(rx[-1]))
+        self.ctx.append(self.ring, ts, values, quality, receive_ns=rx)
+        self._after_append(n, int(ts.min()), int(ts.max()), int(ts[-1]), values[-1].copy())
         return n
 
     def _append_batch(self, payloads: Sequence[bytes], rx: IntArray) -> int:
@@ -380,9 +231,9 @@ class TopicPipeline:
             values = scratch.values[keep]
         else:
             values = scratch.values
-        self.ring.append(ts, values, quality, receive_ns=rx)
+        self.ctx.append(self.ring, ts, values, quality, receive_ns=rx)
         self._after_append(int(keep.size), int(ts.min()), int(ts.max()), int(ts[-1]),
-                           values[-1].copy(), int(rx[-1]))
+                           values[-1].copy())
         return int(keep.size)
 
     def _vectorized(self, payloads: Sequence[bytes], out: _Decoded) -> IntArray:
@@ -481,15 +332,14 @@ class TopicPipeline:
         return self.ctx.stream_spec(name, m.fields, m.units, rate_hz=rate,
                                     measurement=m.measurement)
 
-    def _after_append(self, n: int, lo: int, hi: int, newest: int, last_values: FloatArray,
-                      last_rx: int) -> None:
-        """Bookkeeping after ``n`` samples (stamps lo..hi, the last one ``newest``) went in."""
-        assert self.ring is not None
+    def _after_append(self, n: int, lo: int, hi: int, newest: int,
+                      last_values: FloatArray) -> None:
+        """Bookkeeping after ``n`` samples (stamps lo..hi, the last one ``newest``) went in
+        (appended and counted by ``ctx.append``)."""
         self.received += n
         self.last_stamp_ns = newest
         self._track_range(lo, hi)
         self.last_values = last_values
-        self.ctx.count(self.ring, n, newest, last_rx)
 
     def _track_range(self, lo: int, hi: int) -> None:
         self.first_stamp_ns = lo if self.first_stamp_ns is None else min(self.first_stamp_ns, lo)
@@ -505,7 +355,7 @@ class TopicPipeline:
         if silent is not None and self.ring is not None:
             self.ctx.metrics.stale.labels(self.ring.stream.key).set(0)
             if self.health is not None:
-                self.health.emit(self.last_stamp_ns, False, f"{self.settings.topic} recovered "
+                self.health.emit(self.last_stamp_ns, "FRESH", f"{self.settings.topic} recovered "
                                  f"after {silent / 1e9:.3f} s of silence")
 
     def silent_s(self, now_mono_ns: int) -> float:
@@ -531,7 +381,7 @@ class TopicPipeline:
                                 time.time_ns())
         self.ctx.metrics.stale.labels(self.ring.stream.key).set(1)
         if self.health is not None:
-            self.health.emit(ts, True, f"{self.settings.topic} stale: silent for "
+            self.health.emit(ts, "STALE", f"{self.settings.topic} stale: silent for "
                              f"{silent / 1e9:.3f} s (> {self.clock.periods:g} periods at "
                              f"{self.settings.rate_hz:g} Hz)")
         return True

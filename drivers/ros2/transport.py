@@ -78,6 +78,13 @@ class ReaderStatus:
     lost: int = 0  # samples the middleware says were lost (DDS SAMPLE_LOST / message_lost)
     rejected: int = 0  # samples rejected for lack of resources (DDS SAMPLE_REJECTED)
     matched_keys: frozenset[str] | None = None  # keys of matched publications, when known
+    incompatible_qos: int = 0  # offers refused for QoS (DDS REQUESTED_INCOMPATIBLE_QOS)
+    incompatible_policy: str | None = None  # the last refused policy, e.g. "reliability"
+
+
+class ReaderRefused(DeviceError):
+    """The middleware refused a reader for one topic; the session (and every other topic)
+    goes on, the driver quarantines that topic alone."""
 
 
 class TransportSink(Protocol):

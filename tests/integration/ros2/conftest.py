@@ -84,6 +84,7 @@ def start_driver(ctx: DriverContext) -> Iterator[Callable[..., Ros2Driver]]:
     runners: list[DriverRunner] = []
 
     def start(**options: Any) -> Ros2Driver:
+        options.setdefault("transport", "cyclonedds")
         driver = Ros2Driver(ctx, Ros2Options(**options))
         runners.append(DriverRunner(driver).start())
         return driver

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from drivers.ros2 import DRIVER, Ros2Options, TopicOptions, dds
-from drivers.ros2.options import batch_window_ns
+from drivers.ros2.batching import batch_window_ns
 from gateway.config import load_config
 from gateway.plugins import driver_names, load_driver
 from tests.helpers import sample_config_path
@@ -64,14 +64,15 @@ def test_qos_mapping() -> None:
 def test_batch_window_defaults_and_caps() -> None:
     options = Ros2Options(patterns=["*"])
     assert options.batch_window_ms == 20.0
-    stale_100ms, depth, ms = 100_000_000, options.qos.depth, 1_000_000
+    # each reader's cap is a fifth of its stale limit (the router passes limit // 5)
+    stale_100ms, depth, ms = 100_000_000 // 5, options.qos.depth, 1_000_000
     # defaults: 100 Hz and 1 kHz topics, stale floor 100 ms, depth 100 -> the full 20 ms
     assert batch_window_ns(20.0, [(stale_100ms, depth, 100.0), (stale_100ms, depth, 1000.0)]) \
         == 20 * ms
     assert batch_window_ns(20.0, []) == 20 * ms
     assert batch_window_ns(0.0, [(stale_100ms, depth, 100.0)]) == 0
     # a fifth of the shortest stale limit (stale_min_ms 0, 5 periods at 1 kHz = 5 ms)
-    assert batch_window_ns(20.0, [(None, depth, 100.0), (5 * ms, depth, 1000.0)]) == ms
+    assert batch_window_ns(20.0, [(None, depth, 100.0), (5 * ms // 5, depth, 1000.0)]) == ms
     # a quarter of the shortest reader history: depth 5 at 100 Hz = 50 ms of samples
     assert batch_window_ns(20.0, [(None, 5, 100.0), (stale_100ms, depth, 100.0)]) \
         == 12_500_000
