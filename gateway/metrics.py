@@ -36,8 +36,9 @@ class GatewayMetrics:
         self.last_seen = Gauge("medgw_stream_last_seen_seconds",
                                "Unix time of the newest sample", ["stream"], registry=r)
         self.lag = Gauge("medgw_stream_lag_seconds",
-                         "Age of the newest published sample when published", ["stream"],
-                         registry=r)
+                         "How far the publisher trails a stream, in sample time: newest "
+                         "sample minus the oldest one not yet taken (0: caught up)",
+                         ["stream"], registry=r)
         self.connected = Gauge("medgw_device_connected", "1 while the device session is up",
                                ["device"], registry=r)
         self.gap_seconds = Counter("medgw_device_gap_seconds",
