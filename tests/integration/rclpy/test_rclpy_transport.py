@@ -1,0 +1,187 @@
+"""A real rclpy publisher node (Fast DDS) -> the rclpy transport -> the ros2 decode pipeline.
+
+The sink here is the smallest driver: it opens a reader for every wanted publication the
+ROS graph reports and feeds the transport's raw CDR to the driver's TopicPipeline, so
+counts and values are the pipeline's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from drivers.ros2.mapping import type_mapping
+from drivers.ros2.options import Ros2Options, topic_selected, topic_settings
+from drivers.ros2.pipeline import HealthStream, TopicPipeline
+from drivers.ros2.rclpy_transport import RclpyTransport, message_type
+from drivers.ros2.transport import Publication, RawBatch, ReaderRefused, ReaderSpec
+from gateway.driver import DriverContext
+from gateway.metrics import GatewayMetrics
+from gateway.model import Quality
+from gateway.ring import RingStore
+
+pytestmark = pytest.mark.integration
+LOG = logging.getLogger("test.rclpy")
+SITE, DEVICE = "test-site", "robot-1"
+
+
+class PipelineSink:
+    """Opens a reader per wanted, mapped publication; decodes with TopicPipeline."""
+
+    def __init__(self, transport: RclpyTransport, ctx: DriverContext) -> None:
+        self.transport = transport
+        self.ctx = ctx
+        self.options = transport.options
+        self.health = HealthStream(ctx)
+        self.pipelines: dict[str, TopicPipeline] = {}
+        self.seen: list[Publication] = []
+        self.refused: dict[str, str] = {}
+        self.ticks = 0
+
+    def publication(self, pub: Publication) -> None:
+        """Open a reader for a wanted publication of a mapped type."""
+        self.seen.append(pub)
+        mapping = type_mapping(pub.ros_type or "")
+        if (not pub.alive or mapping is None or pub.topic in self.pipelines
+                or not topic_selected(self.options, pub.topic)):
+            return
+        settings = topic_settings(self.options, pub.topic, mapping.ros_type)
+        spec = ReaderSpec(pub.topic, mapping.ros_type, self.options.qos, settings.rate_hz,
+                          urgent=mapping.is_event)
+        try:
+            self.transport.open_reader(spec)
+        except ReaderRefused as err:
+            self.refused[pub.topic] = str(err)
+            return
+        self.pipelines[pub.topic] = TopicPipeline(self.ctx, settings, mapping, self.health)
+
+    def samples(self, topic: str, batch: RawBatch) -> None:
+        """Decode one batch into the rings."""
+        self.pipelines[topic].ingest(batch.payloads, batch.receive_ns, time.monotonic_ns())
+
+    def tick(self, now_mono_ns: int) -> None:
+        """Count ticks (the transport must call it every poll_ms)."""
+        self.ticks += 1
+
+
+@pytest.fixture
+def ctx() -> DriverContext:
+    """Return a DriverContext over a fresh RingStore."""
+    return DriverContext(SITE, DEVICE, RingStore(8192), GatewayMetrics(), LOG,
+                         ring_capacity=8192)
+
+
+@pytest.fixture
+def run_transport(ctx: DriverContext) -> Iterator[Callable[..., tuple[RclpyTransport,
+                                                                      PipelineSink]]]:
+    """Run RclpyTransport.run() in a thread with a PipelineSink; stopped at teardown."""
+    running: list[tuple[threading.Thread, threading.Event]] = []
+    errors: list[BaseException] = []
+
+    def start(**options: Any) -> tuple[RclpyTransport, PipelineSink]:
+        transport = RclpyTransport(Ros2Options(transport="rclpy", **options), LOG)
+        sink = PipelineSink(transport, ctx)
+        stop = threading.Event()
+
+        def main() -> None:
+            try:
+                transport.run(sink, stop)
+            except BaseException as err:  # re-raised at teardown
+                errors.append(err)
+        thread = threading.Thread(target=main, daemon=True)
+        thread.start()
+        running.append((thread, stop))
+        return transport, sink
+
+    yield start
+    for thread, stop in running:
+        stop.set()
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "rclpy transport did not stop"
+    if errors:
+        raise errors[0]
+
+
+def _snapshot(ctx: DriverContext, topic: str) -> Any:
+    try:
+        return ctx.store.ring(f"{SITE}/{DEVICE}/{topic.strip('/').replace('/', '.')}").snapshot()
+    except KeyError:
+        return None
+
+
+def _count(ctx: DriverContext, topic: str) -> int:
+    batch = _snapshot(ctx, topic)
+    return 0 if batch is None else int(np.count_nonzero(batch.quality != Quality.STALE))
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_rclpy_publisher_to_pipeline_exact(domain_id: int, start_publisher: Any,
+                                           run_transport: Any, ctx: DriverContext) -> None:
+    n = 200
+    transport, sink = run_transport(domain_id=domain_id, patterns=["/PSM1/*"])
+    pub = start_publisher("--arms", "PSM1", "--rate", "200", "--count", str(n))
+    result = pub.result(60)
+    assert result["acked"] is True
+    published = result["published"]
+    assert published == {"/PSM1/measured_js": n, "/PSM1/measured_cp": n, "/PSM1/error": n // 10}
+    _wait(lambda: all(_count(ctx, t) == c for t, c in published.items()), 20,
+          f"every topic to deliver {published}")
+    stamps = [result["start_ns"] + i * result["period_ns"] for i in range(n)]
+    i = np.arange(n, dtype=np.float64)
+    js = _snapshot(ctx, "/PSM1/measured_js")
+    good = js.quality != Quality.STALE
+    assert js.timestamps_ns[good].tolist() == stamps
+    assert js.stream.fields[:3] == ("outer_yaw.position", "outer_yaw.velocity",
+                                    "outer_yaw.effort")
+    values = js.values[good]
+    for k in range(7):
+        assert np.array_equal(values[:, 3 * k], i + k / 10)
+        assert np.array_equal(values[:, 3 * k + 1], -i)
+        assert np.array_equal(values[:, 3 * k + 2], 2 * i)
+    cp = _snapshot(ctx, "/PSM1/measured_cp")
+    assert cp.timestamps_ns[cp.quality != Quality.STALE].tolist() == stamps
+    assert np.array_equal(cp.values[cp.quality != Quality.STALE][:, :3],
+                          np.stack([i, 2 * i, 3 * i], axis=1))
+    errors = _snapshot(ctx, "/PSM1/error")
+    assert list(errors.text) == [f"fault {k}" for k in range(0, n, 10)]
+    # the graph told who published: the node name, the offered QoS, the vendor from the GUID
+    js_pub = next(p for p in sink.seen if p.topic == "/PSM1/measured_js")
+    assert js_pub.node == "/medgw_test_robot"
+    assert js_pub.ros_type == "sensor_msgs/msg/JointState"
+    assert (js_pub.reliability, js_pub.durability) == ("reliable", "volatile")
+    assert js_pub.vendor == "eProsima Fast DDS (1.15)"
+    status = transport.reader_status("/PSM1/measured_js")
+    assert status is not None
+    assert (status.matched, status.matched_total, status.lost) == (1, 1, 0)
+    assert sink.ticks > 0
+    pub.stop()
+    _wait(lambda: any(not p.alive and p.topic == "/PSM1/measured_js" for p in sink.seen), 10,
+          "the publisher's departure in the graph")
+    _wait(lambda: transport.reader_status("/PSM1/measured_js").matched == 0, 10,
+          "the reader to report no match")
+
+
+def test_type_without_python_package_is_refused_with_the_fix(domain_id: int,
+                                                              run_transport: Any) -> None:
+    with pytest.raises(ReaderRefused, match=r"crtk_msgs.*transport: cyclonedds"):
+        message_type("crtk_msgs/msg/OperatingState")
+    transport, _sink = run_transport(domain_id=domain_id, patterns=["/PSM1/*"])
+    _wait(lambda: transport._session is not None, 10, "the session")
+    spec = ReaderSpec("/PSM1/operating_state", "crtk_msgs/msg/OperatingState",
+                      Ros2Options(patterns=["/x"]).qos, 10.0, urgent=True)
+    with pytest.raises(ReaderRefused, match="install or build the ROS package crtk_msgs"):
+        transport.open_reader(spec)
+    assert transport.reader_status("/PSM1/operating_state") is None
