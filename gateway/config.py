@@ -8,16 +8,59 @@ written in the file itself: they come from an environment variable or a file, e.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway import plugins
 from gateway.errors import ConfigError
 
+M = TypeVar("M", bound=BaseModel)
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"  # safe as an MQTT topic level and an InfluxDB tag value
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a gateway config is a few kB; more is not a config
+MAX_TOPIC_PREFIX_BYTES = 1024  # the whole topic (prefix/site/device/stream) must stay < 64 KiB
+MAX_MQTT_STRING_BYTES = 65_535  # MQTT UTF-8 strings (client id, user name)
+_TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
+
+
+def check_topic_name(value: str, what: str = "topic") -> str:
+    """Refuse what an MQTT broker refuses as a topic name we publish to (ValueError).
+
+    No wildcards (``+``, ``#``), no NUL, no empty level (``a//b``, a leading or trailing
+    ``/``), not starting with ``$`` (broker-internal topics), UTF-8, at most 1,024 bytes.
+    """
+    bad = _TOPIC_FORBIDDEN.search(value)
+    if bad is not None:
+        char = "NUL" if bad.group() == "\x00" else repr(bad.group())
+        raise ValueError(f"{what} {value!r} contains {char}: MQTT topic names we publish to"
+                         " cannot hold wildcards or NUL")
+    if not value or value.startswith("/") or value.endswith("/") or "//" in value:
+        raise ValueError(f"{what} {value!r} has an empty level: write levels separated by one"
+                         " '/', e.g. medgw/v1")
+    if value.startswith("$"):
+        raise ValueError(f"{what} {value!r} starts with '$' (reserved for the broker)")
+    _check_utf8(value, what, MAX_TOPIC_PREFIX_BYTES)
+    return value
+
+
+def _check_utf8(value: str, what: str, limit: int) -> None:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{what} is not valid UTF-8 text") from err
+    if size > limit:
+        raise ValueError(f"{what} is {size} bytes, more than {limit}")
 
 
 class Strict(BaseModel):
@@ -29,8 +72,16 @@ class Strict(BaseModel):
 class SecretRef(Strict):
     """Where a secret comes from: an environment variable or a file (never the config itself)."""
 
-    env: str | None = None
+    env: str | None = Field(default=None, min_length=1, pattern=r"^[^=\x00]+$")
     file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _never_inline(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("secrets are never written in the config: write {env: VARIABLE}"
+                             " or {file: /path/to/secret}")
+        return data
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
@@ -73,6 +124,20 @@ class MqttConfig(Strict):
     client_id: str | None = None
     max_inflight: int = Field(default=64, ge=1, le=65535,
                               description="unacknowledged QoS 1 publishes at once")
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        return check_topic_name(value, "topic_prefix")
+
+    @field_validator("client_id", "username")
+    @classmethod
+    def _mqtt_string(cls, value: str | None) -> str | None:
+        if value is not None:
+            if "\x00" in value or not value:
+                raise ValueError("must be non-empty and without NUL")
+            _check_utf8(value, "the value", MAX_MQTT_STRING_BYTES)
+        return value
 
 
 class PublisherConfig(Strict):
@@ -139,9 +204,25 @@ class IngestConfig(Strict):
     group: str = Field(default="medgw", pattern=NAME_PATTERN,
                        description="shared-subscription group: workers in a group split the load")
     client_id: str | None = None
-    dead_letter_topic: str = "medgw/deadletter/v1"
+    dead_letter_topic: str = Field(default="medgw/deadletter/v1", description="quarantined "
+                                   "messages go to <this>/<their topic>; outside the data "
+                                   "prefix, no wildcards")
     dead_letter_file: Path | None = None
+    dead_letter_file_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096, description=
+                                            "rotate the dead-letter file at this size")
+    dead_letter_file_backups: int = Field(default=1, ge=0, le=100, description="rotated "
+                                          "dead-letter files kept (<file>.1 ...)")
+    dead_letter_max_payload_bytes: int = Field(default=64 * 1024, ge=0, description="bytes "
+                                               "of a quarantined payload kept in its dead "
+                                               "letter (the size is always recorded)")
     max_pending_messages: int = Field(default=2000, ge=1)
+    max_pending_bytes: int = Field(default=64 * 1024 * 1024, ge=65536, description="bytes "
+                                   "received and not yet written and acknowledged; the "
+                                   "worker stops reading from the broker above it")
+    health_port: int | None = Field(default=9109, ge=0, le=65535, description="loopback "
+                                    "port of the worker's /health and /metrics (medgw "
+                                    "ingest; host from health.host); 0: any free port, "
+                                    "null: off. Several workers on one box: one port each")
     session_expiry_s: int = Field(default=0, ge=0, description="broker keeps a stopped "
                                   "worker's session this long (0: clean session; the gateways' "
                                   "end-to-end confirmation resends what a dead worker held)")
@@ -150,6 +231,11 @@ class IngestConfig(Strict):
                                "messages (another worker, a redelivery) before a sequence gap "
                                "is confirmed against InfluxDB and recorded; keep it above "
                                "spool.confirm_timeout_s, after which gateways resend")
+
+    @field_validator("dead_letter_topic")
+    @classmethod
+    def _dead_letter_topic(cls, value: str) -> str:
+        return check_topic_name(value, "dead_letter_topic")
 
 
 class HealthConfig(Strict):
@@ -242,32 +328,62 @@ def parse_config(data: Any, file: str = "<config>") -> LoadedConfig:
     """Validate already-parsed YAML data (dict) into a LoadedConfig."""
     if not isinstance(data, dict):
         raise ConfigError("the file must contain a mapping (site:, gateway:, devices: ...)", file)
-    try:
-        config = GatewayConfig.model_validate(data)
-    except ValidationError as err:
-        raise _config_error(err, file) from err
+    config = _validate(GatewayConfig, data, file, ())
     options: dict[str, BaseModel] = {}
     for index, device in enumerate(config.devices):
         try:
             info = plugins.load_driver(device.driver)
         except ConfigError as err:
             raise ConfigError(str(err), file, f"devices[{index}].driver") from err
-        try:
-            options[device.name] = info.options_model.model_validate(device.options)
-        except ValidationError as err:
-            raise _config_error(err, file, ("devices", index, "options")) from err
+        options[device.name] = _validate(info.options_model, device.options, file,
+                                         ("devices", index, "options"))
     return LoadedConfig(config, options, Path(file) if file != "<config>" else None)
+
+
+def _validate(model: type[M], data: Any, file: str, prefix: tuple[int | str, ...]) -> M:
+    """Validate one section; every failure is a ConfigError naming the file and the key."""
+    key = format_location(prefix) or None
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise _config_error(err, file, prefix) from err
+    except RecursionError as err:
+        raise ConfigError("nested too deeply", file, key) from err
+    except (OSError, ValueError, TypeError, OverflowError) as err:  # a validator's own error
+        raise ConfigError(f"cannot be checked: {err}", file, key) from err
 
 
 def load_config(path: str | Path) -> LoadedConfig:
     """Read and validate a gateway config file; any problem is a ConfigError naming the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as err:
-        raise ConfigError(f"cannot read config: {err.strerror}", str(path)) from err
+        raise ConfigError(f"cannot read config: {err.strerror or err}", str(path)) from err
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB: not a gateway"
+                          " config", str(path))
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text: byte 0x{raw[err.start]:02x} at line {line}"
+                          f" (offset {err.start}); save the file as UTF-8", str(path)) from err
+    return parse_config(parse_yaml(text, str(path)), str(path))
+
+
+def parse_yaml(text: str, file: str = "<config>") -> Any:
+    """Parse YAML text; any problem (syntax, nesting, a bad date) is a ConfigError."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"not valid YAML{where}: {err.problem or err}", file) from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"not valid YAML: {err}", str(path)) from err
-    return parse_config(data, str(path))
+        raise ConfigError(f"not valid YAML: {err}", file) from err
+    except RecursionError as err:
+        raise ConfigError("not a config: YAML nested too deeply", file) from err
+    except (ValueError, TypeError, OverflowError) as err:  # e.g. a date like 2024-13-45
+        raise ConfigError(f"not valid YAML: a value cannot be read ({err})", file) from err

@@ -7,18 +7,20 @@ is discovered in a handful of round trips. Read-only: Browse, Read and Translate
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from asyncua import Client, ua
 
-from drivers.opcua.mapping import (
-    is_numeric_type,
-    segment_matches,
-    snake_case,
-    split_pattern,
-    topic_safe,
+from drivers.opcua.mapping import is_numeric_type, segment_matches, split_pattern
+from drivers.opcua.naming import (
+    Renamed,
+    disambiguate,
+    field_name,
+    field_suffix,
+    stream_name,
+    stream_suffix,
 )
 from drivers.opcua.options import BrowseSpec, NodeSpec, OpcUaOptions
 from gateway.errors import DeviceError
@@ -62,43 +64,85 @@ class Discovery:
 
     variables: tuple[Variable, ...]
     skipped: tuple[str, ...]  # paths of non-numeric or unreadable variables
+    renamed: tuple[Renamed, ...] = ()  # browse names changed to become stream/field names
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A variable matched by a browse pattern: its node and its browse path below Objects."""
+
+    node_id: ua.NodeId
+    path: tuple[str, ...]
+    spec: BrowseSpec
 
 
 async def discover(client: Client, options: OpcUaOptions) -> Discovery:
     """Resolve every browse pattern and explicit node of the options into variables."""
-    candidates: list[Candidate] = []
+    hits: list[Hit] = []
     for spec in options.browse:
-        candidates.extend(await browse_pattern(client, spec))
+        hits.extend(await browse_pattern(client, spec))
+    candidates, renamed = name_hits(hits)
     if options.nodes:
         candidates.extend(await explicit_nodes(client, options.nodes))
     unique: dict[tuple[str, str], Candidate] = {}
     for cand in candidates:
-        unique.setdefault((cand.stream, cand.field), cand)
-    return await _typed(client, list(unique.values()))
+        first = unique.setdefault((cand.stream, cand.field), cand)
+        if first.node_id != cand.node_id:
+            renamed.append(Renamed(cand.path, "", f"not monitored: {cand.stream}.{cand.field}"
+                                   f" is already {first.path}"))
+    found = await _typed(client, list(unique.values()))
+    return Discovery(found.variables, found.skipped, tuple(renamed))
 
 
-async def browse_pattern(client: Client, spec: BrowseSpec) -> list[Candidate]:
-    """Walk the pattern level by level from Objects; return matching variables."""
+def name_hits(hits: list[Hit]) -> tuple[list[Candidate], list[Renamed]]:
+    """Name the streams and fields of browse hits (see naming.py), then apply the filters."""
+    unique = list({h.path: h for h in hits}.values())  # two patterns may match one node
+    notes: list[Renamed] = []
+    streams = [_named(stream_name, h.path[-2], "/".join(h.path[:-1]), notes)
+               if len(h.path) > 1 else "objects" for h in unique]
+    streams, moved = disambiguate(range(len(unique)), streams.__getitem__,
+                                  lambda i: "/".join(unique[i].path[:-1]), stream_suffix)
+    notes += moved
+    fields = {h.path: _named(field_name, h.path[-1], "/".join(h.path), notes) for h in unique}
+    by_stream: dict[str, list[Hit]] = {}
+    for hit, stream in zip(unique, streams, strict=True):
+        by_stream.setdefault(stream, []).append(hit)
+    out = []
+    for stream, group in by_stream.items():
+        names, moved = disambiguate(group, lambda h: fields[h.path], lambda h: "/".join(h.path),
+                                    field_suffix)
+        notes += moved
+        for hit, field in zip(group, names, strict=True):
+            spec = hit.spec
+            if field in spec.exclude or (spec.fields is not None and field not in spec.fields):
+                continue
+            out.append(Candidate(hit.node_id, stream, field, "/".join(hit.path),
+                                 fields=spec.fields))
+    return out, list(dict.fromkeys(notes))
+
+
+def _named(rule: Callable[[str], tuple[str, str | None]], browse_name: str, path: str,
+           notes: list[Renamed]) -> str:
+    name, why = rule(browse_name)
+    if why:
+        notes.append(Renamed(path, name, why))
+    return name
+
+
+async def browse_pattern(client: Client, spec: BrowseSpec) -> list[Hit]:
+    """Walk the pattern level by level from Objects; return the matching variables."""
     segments = split_pattern(spec.pattern)
     level: list[tuple[ua.NodeId, tuple[str, ...], int]] = [(_OBJECTS, (), ua.NodeClass.Object)]
     for segment in segments:
         children = await browse_children(client, [node for node, _, _ in level])
         level = [
-            (ref.NodeId, (*path, ref.BrowseName.Name), ref.NodeClass)
+            (ref.NodeId, (*path, ref.BrowseName.Name or ""), ref.NodeClass)
             for (_, path, _), refs in zip(level, children, strict=True)
             for ref in refs
             if segment_matches(segment, ref.BrowseName.Name or "")
         ]
-    out = []
-    for node_id, path, node_class in level:
-        if node_class != ua.NodeClass.Variable:
-            continue
-        field = snake_case(path[-1])
-        if field in spec.exclude or (spec.fields is not None and field not in spec.fields):
-            continue
-        stream = topic_safe(path[-2]) if len(path) > 1 else "objects"
-        out.append(Candidate(node_id, stream, field, "/".join(path), fields=spec.fields))
-    return out
+    return [Hit(node_id, path, spec) for node_id, path, node_class in level
+            if node_class == ua.NodeClass.Variable]
 
 
 async def browse_children(client: Client,

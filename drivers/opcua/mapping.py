@@ -22,7 +22,7 @@ _EPOCH_NAIVE = datetime(1970, 1, 1)
 _EPOCH_AWARE = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SEVERITY_MASK = 0xC000_0000
 _NUMERIC_TYPE_IDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 26, 27, 28, 29, 290})
-_CAMEL_1 = re.compile(r"(.)([A-Z][a-z]+)")
+_CAMEL_1 = re.compile(r"([A-Za-z0-9])([A-Z][a-z]+)")  # not after a separator
 _CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
 _NOT_FIELD = re.compile(r"[^a-z0-9_]+")
 _NOT_TOPIC = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -94,7 +94,10 @@ def to_float(value: object) -> float | str:
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            return "not_finite"
         return number if math.isfinite(number) else "not_finite"
     return "wrong_type"
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from drivers.opcua.mapping import EventRule, split_pattern
+from drivers.opcua.naming import RESERVED_FIELDS, RESERVED_STREAMS
+from gateway.config import SecretRef
 from gateway.errors import DeviceError
 
 DEFAULT_CLIENT_URI = "urn:medgw:gateway:opcua-client"
@@ -50,9 +50,25 @@ class NodeSpec(_Strict):
     """One variable chosen by node id (``ns=2;s=...``, ``nsu=<uri>;s=...``, ``i=2258``)."""
 
     node_id: str
-    stream: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    field: str = Field(pattern=r"^[a-z0-9_]+$")
+    stream: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=120)
+    field: str = Field(pattern=r"^[a-z0-9_]+$", max_length=120)
     unit: str | None = Field(default=None, description="default: the node's EngineeringUnits")
+
+    @field_validator("stream")
+    @classmethod
+    def _stream(cls, value: str) -> str:
+        if value.lower() in RESERVED_STREAMS or value.endswith(".events"):
+            raise ValueError(f"stream {value!r} is reserved (the gateway's status topic, or a"
+                             " carrier's event stream): choose another name")
+        return value
+
+    @field_validator("field")
+    @classmethod
+    def _field(cls, value: str) -> str:
+        if value in RESERVED_FIELDS:
+            raise ValueError(f"field {value!r} is a column of every stored point: call it"
+                             f" e.g. var_{value}")
+        return value
 
 
 _RULE = EventRule()  # the one source of the event rule defaults
@@ -90,16 +106,16 @@ class OpcUaOptions(_Strict):
                                      description="client certificate (DER/PEM)")
     private_key: Path | None = Field(default=None, validate_default=True,
                                      description="client private key (PEM/DER)")
-    private_key_password: SecretStr | None = None
+    private_key_password: SecretRef | None = Field(
+        default=None, description="if the key is encrypted: {env: VAR} or {file: PATH}")
     server_certificate: Path | None = Field(
         default=None, validate_default=True,
         description="the server certificate to trust (pinned)")
     application_uri: str | None = Field(
         default=None, description="default: the URI in the client certificate")
     username: str | None = None
-    password: SecretStr | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
+    password: SecretRef | None = Field(
+        default=None, description="{env: VAR} or {file: PATH}, read at each connect")
     browse: tuple[BrowseSpec, ...] = ()
     nodes: tuple[NodeSpec, ...] = ()
     publishing_interval_ms: float = Field(default=100.0, gt=0, le=600_000)
@@ -130,25 +146,25 @@ class OpcUaOptions(_Strict):
             raise ValueError(f"file not found: {value}")
         return value
 
-    @field_validator("password_file")
+    @model_validator(mode="before")
     @classmethod
-    def _password_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"file not found: {value}")
-        return value
+    def _old_secret_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, source in (("password_env", "env: VARIABLE"),
+                                ("password_file", "file: /path/to/file")):
+                if key in data:
+                    raise ValueError(f"{key} is not an option: write password: {{{source}}}")
+        return data
 
     @model_validator(mode="after")
     def _checks(self) -> OpcUaOptions:
         if not self.browse and not self.nodes:
             raise ValueError("give at least one 'browse' pattern or one entry in 'nodes'")
-        given = [k for k in ("password", "password_env", "password_file")
-                 if getattr(self, k) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give only one of password, password_env, password_file: {given}")
-        if given and self.username is None:
-            raise ValueError(f"{given[0]} is set but username is missing")
-        if self.username is not None and not given:
-            raise ValueError("username is set: give password, password_env or password_file")
+        if self.password is not None and self.username is None:
+            raise ValueError("password is set but username is missing")
+        if self.username is not None and self.password is None:
+            raise ValueError("username is set: give password: {env: VARIABLE} or"
+                             " {file: /path/to/file}")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
         return self
@@ -160,18 +176,18 @@ class OpcUaOptions(_Strict):
 
     def resolve_password(self) -> str | None:
         """Return the password now (env/file read at connect); DeviceError names a missing one."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise DeviceError(f"password_env: environment variable {self.password_env}"
-                                  " is not set")
-            return value
-        if self.password_file is not None:
-            try:
-                return self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as err:
-                raise DeviceError(f"password_file: cannot read {self.password_file}:"
-                                  f" {err.strerror}") from err
+        return resolve_secret(self.password, "password")
+
+    def resolve_key_password(self) -> str | None:
+        """Return the private key's password now; DeviceError names a missing one."""
+        return resolve_secret(self.private_key_password, "private_key_password")
+
+
+def resolve_secret(ref: SecretRef | None, key: str) -> str | None:
+    """Read a secret reference now; a missing one is a DeviceError naming the option."""
+    if ref is None:
         return None
+    try:
+        return ref.resolve().get_secret_value()
+    except ValueError as err:
+        raise DeviceError(f"{key}: {err}") from err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 from pathlib import Path
 
 from asyncua import Client, ua
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from drivers.opcua.options import DEFAULT_CLIENT_URI, OpcUaOptions
 from gateway.errors import DeviceError
 
+_log = logging.getLogger(__name__)
 _AUTH_CODES = frozenset({
     ua.StatusCodes.BadUserAccessDenied,
     ua.StatusCodes.BadIdentityTokenInvalid,
@@ -93,11 +95,12 @@ def translate_error(err: BaseException, options: OpcUaOptions) -> DeviceError:
     return DeviceError(f"{where}: {type(err).__name__}: {err}")
 
 
-async def check_server_certificate(options: OpcUaOptions) -> None:
+async def check_server_certificate(options: OpcUaOptions) -> str | None:
     """Compare the pinned server_certificate with what the server's endpoints present.
 
-    Best effort: a server that refuses unsecured GetEndpoints is checked during the
-    handshake instead. Raises DeviceError on a mismatch.
+    Raises DeviceError on a mismatch. Returns None when checked, else what could not be
+    checked and why (e.g. a server that refuses unsecured GetEndpoints): the secure
+    handshake still fails against another certificate, only with a less clear error.
     """
     assert options.server_certificate is not None
     pinned = load_der(options.server_certificate)
@@ -105,18 +108,30 @@ async def check_server_certificate(options: OpcUaOptions) -> None:
     try:
         endpoints = await asyncio.wait_for(probe.connect_and_get_server_endpoints(),
                                            options.request_timeout_s)
-    except Exception:
-        return
+    except asyncio.CancelledError:
+        raise
+    except Exception as err:  # any failure of the probe only means: not checked here
+        return (f"server_certificate {options.server_certificate} not compared before the"
+                f" handshake: GetEndpoints failed ({translate_error(err, options)})")
     offered = {bytes(e.ServerCertificate) for e in endpoints if e.ServerCertificate}
-    if offered and pinned not in offered:
+    if not offered:
+        return (f"server_certificate {options.server_certificate} not compared before the"
+                " handshake: the server's endpoints present no certificate")
+    if pinned not in offered:
         seen = ", ".join(sorted(fingerprint(d) for d in offered))
         raise DeviceError(
             f"OPC UA server {options.endpoint} presents certificate {seen}, not the trusted"
             f" server_certificate {options.server_certificate} ({fingerprint(pinned)})")
+    return None
 
 
-async def open_client(options: OpcUaOptions) -> Client:
-    """Connect and activate a session; raise DeviceError with a clear message on failure."""
+async def open_client(options: OpcUaOptions, log: logging.Logger | None = None,
+                      notes: list[str] | None = None) -> Client:
+    """Connect and activate a session; raise DeviceError with a clear message on failure.
+
+    What could not be checked on the way (the certificate pre-check) is logged as a
+    warning and appended to ``notes``.
+    """
     client = Client(options.endpoint, timeout=options.request_timeout_s,
                     watchdog_intervall=options.request_timeout_s)
     client.name = client.description = "medgw gateway"
@@ -125,7 +140,11 @@ async def open_client(options: OpcUaOptions) -> Client:
         password = options.resolve_password()
         client.application_uri = application_uri(options)
         if options.secure:
-            await _set_security(client, options)
+            note = await _set_security(client, options)
+            if note is not None:
+                (log or _log).warning("%s", note)
+                if notes is not None:
+                    notes.append(note)
         if options.username is not None:
             client.set_user(options.username)
             client.set_password(password or "")
@@ -139,11 +158,10 @@ async def open_client(options: OpcUaOptions) -> Client:
     return client
 
 
-async def _set_security(client: Client, options: OpcUaOptions) -> None:
+async def _set_security(client: Client, options: OpcUaOptions) -> str | None:
     assert options.certificate and options.private_key and options.server_certificate
-    await check_server_certificate(options)
-    key_password = (options.private_key_password.get_secret_value()
-                    if options.private_key_password else None)
+    note = await check_server_certificate(options)
+    key_password = options.resolve_key_password()
     try:
         key = options.private_key.read_bytes()
     except OSError as err:
@@ -161,6 +179,7 @@ async def _set_security(client: Client, options: OpcUaOptions) -> None:
     except (ValueError, TypeError) as err:
         raise DeviceError(f"cannot use private_key {options.private_key} with certificate"
                           f" {options.certificate}: {err}") from err
+    return note
 
 
 async def _cancel_client_tasks(client: Client) -> None:

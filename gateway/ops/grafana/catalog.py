@@ -2,31 +2,39 @@
 
 Derived from the config only (no device is contacted): drivers whose streams are only
 known at runtime (ros2 discovery, opcua browsing) are described by their fixed mapping
-tables and options; unknown drivers are described by an optional ``measurement`` option.
+tables and typed options (the options model the registry parsed, checked with isinstance
+against the driver package's public model); other drivers by an optional ``measurement``
+option.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel
+
+from drivers.opcua import OpcUaOptions
+from drivers.synthetic import SyntheticOptions
 from gateway.config import LoadedConfig
+from gateway.model import StreamKind
 
 ROBOT_DRIVERS = frozenset({"ros2"})
-CARRIER_DRIVERS = frozenset({"opcua"})
 
 
 @dataclass(frozen=True)
 class CarrierFields:
-    """Field names and thresholds of carrier streams (from the opcua driver's event rules)."""
+    """Field names and thresholds of carrier streams (from the opcua driver's options)."""
 
-    measurement: str = "carrier"
-    event_measurement: str = "carrier_event"
-    temperature: str = "payload_temperature"
-    temperature_min: float = 2.0
-    temperature_max: float = 8.0
-    door: str = "door_open"
-    alarm: str = "active_alarm"
-    mission: str = "mission_state"
+    measurement: str
+    event_measurement: str
+    temperature: str
+    temperature_min: float
+    temperature_max: float
+    door: str
+    alarm: str
+    mission: str
+    # variables of the fleet's carrier model that no event rule names (browse name
+    # RouteProgress, Battery: see simulators/transport_carrier), drawn as they are
     route_progress: str = "route_progress"
     battery: str = "battery"
 
@@ -67,27 +75,31 @@ def robot_measurements() -> tuple[str, ...]:
     return tuple(sorted({m.measurement for m in TYPE_TABLE.values()}))
 
 
-def _carrier_fields(options: object) -> CarrierFields:
-    events = getattr(options, "events", None)
+def _carrier_fields(options: OpcUaOptions) -> CarrierFields:
+    events = options.events
     return CarrierFields(
-        measurement=str(getattr(options, "measurement", "carrier")),
-        event_measurement=str(getattr(options, "event_measurement", "carrier_event")),
-        temperature=str(getattr(events, "temperature_field", "payload_temperature")),
-        temperature_min=float(getattr(events, "temperature_min", 2.0)),
-        temperature_max=float(getattr(events, "temperature_max", 8.0)),
-        door=str(getattr(events, "door_field", "door_open")),
-        alarm=str(getattr(events, "alarm_field", "active_alarm")),
-        mission=str(getattr(events, "mission_field", "mission_state")),
+        measurement=options.measurement,
+        event_measurement=options.event_measurement,
+        temperature=events.temperature_field,
+        temperature_min=events.temperature_min,
+        temperature_max=events.temperature_max,
+        door=events.door_field,
+        alarm=events.alarm_field,
+        mission=events.mission_field,
     )
 
 
-def _synthetic(options: object) -> list[GenericMeasurement]:
-    out = []
-    for stream in getattr(options, "streams", ()):
-        fields = tuple(f"f{i}" for i in range(int(stream.fields)))
-        out.append(GenericMeasurement(str(stream.measurement), fields,
-                                      str(getattr(stream.kind, "value", stream.kind)) == "event"))
-    return out
+def _synthetic(options: SyntheticOptions) -> list[GenericMeasurement]:
+    return [GenericMeasurement(stream.measurement, tuple(f"f{i}" for i in range(stream.fields)),
+                               stream.kind is StreamKind.EVENT)
+            for stream in options.streams]
+
+
+def _declared_measurement(options: BaseModel) -> str | None:
+    """The ``measurement`` option of another driver's model, if it declares one."""
+    value = options.model_dump().get("measurement") if "measurement" in type(
+        options).model_fields else None
+    return value if isinstance(value, str) else None
 
 
 def build_catalog(loaded: LoadedConfig) -> Catalog:
@@ -106,15 +118,15 @@ def build_catalog(loaded: LoadedConfig) -> Catalog:
         if device.driver in ROBOT_DRIVERS:
             robots.append(device.name)
             measurements += robot_measurements()
-        elif device.driver in CARRIER_DRIVERS:
+        elif isinstance(options, OpcUaOptions):
             carriers.append(device.name)
             carrier = carrier or _carrier_fields(options)
-            measurements += [carrier.measurement, carrier.event_measurement]
-        elif device.driver == "synthetic":
+            measurements += [options.measurement, options.event_measurement]
+        elif isinstance(options, SyntheticOptions):
             found = _synthetic(options)
             generic += found
             measurements += [g.measurement for g in found]
-        elif isinstance(measurement := getattr(options, "measurement", None), str):
+        elif (measurement := _declared_measurement(options)) is not None:
             measurements.append(measurement)
         else:
             notes.append(f"device {device.name}: driver {device.driver} declares no measurement;"

@@ -11,7 +11,7 @@ import pytest
 from asyncua import ua
 from asyncua.client.ua_client import UaClient
 
-from drivers.opcua import driver as opcua_driver
+from drivers.opcua import subscription as opcua_subscription
 from drivers.opcua.mapping import EventCode
 from gateway.model import Quality, StreamKind
 from simulators.transport_carrier import NAMESPACE_URI, CarrierSim
@@ -294,7 +294,7 @@ async def test_a_carrier_is_never_split_over_two_item_requests(
         return results
 
     monkeypatch.setattr(UaClient, "create_monitored_items", create_then_wait)
-    monkeypatch.setattr(opcua_driver, "ITEM_BATCH", limit)
+    monkeypatch.setattr(opcua_subscription, "ITEM_BATCH", limit)
     gw = Gateway(options_for(sim))
     async with running(gw):
         await wait_for(lambda: in_sync(gw, sim), 10, "the initial values")

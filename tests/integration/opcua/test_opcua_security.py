@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from typing import Any
 
 import pytest
@@ -24,12 +25,18 @@ from tests.integration.opcua.opcua_support import (
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
-def secure_options(sim: CarrierSim, pki: Pki, **extra: Any) -> dict[str, Any]:
-    """Options of the gateway's secure session with the simulator (SignAndEncrypt)."""
+def secure_options(sim: CarrierSim, pki: Pki, password: str = "s3cret-pw",
+                   **extra: Any) -> dict[str, Any]:
+    """Options of the gateway's secure session with the simulator (SignAndEncrypt).
+
+    The password is a secret reference to a file, as a gateway config must write it.
+    """
+    secret = pki.client.cert.parent / f"password-{hashlib.sha256(password.encode()).hexdigest()}"
+    secret.write_text(password, encoding="utf-8")
     options: dict[str, Any] = {
         "endpoint": sim.endpoint, "certificate": pki.client.cert,
         "private_key": pki.client.key, "server_certificate": pki.server.cert,
-        "username": "gateway", "password": "s3cret-pw",
+        "username": "gateway", "password": {"file": str(secret)},
         "browse": [{"pattern": "Fleet/*/*"}], "publishing_interval_ms": 50,
         "queue_size": 100, "request_timeout_s": 3.0,
     }

@@ -109,6 +109,8 @@ def test_outer_slashes_are_ignored() -> None:
     ("SOCPercent", "soc_percent"),
     ("speed m/s", "speed_m_s"),
     ("ActiveAlarm", "active_alarm"),
+    ("Payload Temperature", "payload_temperature"),
+    ("Payload_Temperature", "payload_temperature"),
 ])
 def test_snake_case_field_names(browse_name: str, field: str) -> None:
     assert snake_case(browse_name) == field

@@ -92,9 +92,19 @@ def test_unknown_policies_are_refused(policy: str) -> None:
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    ({"password": "a", "password_env": "B", "username": "u"}, "only one of"),
-    ({"username": "gateway"}, "give password, password_env or password_file"),
-    ({"password": "secret"}, "username is missing"),
+    ({"password": {"env": "A"}, "password_env": "B", "username": "u"},
+     r"password_env is not an option: write password: \{env: VARIABLE\}"),
+    ({"password_file": "/run/pw", "username": "u"},
+     r"password_file is not an option: write password: \{file: /path/to/file\}"),
+    ({"username": "gateway"}, r"give password: \{env: VARIABLE\} or \{file: /path/to/file\}"),
+    ({"password": {"env": "A"}}, "username is missing"),
+    ({"password": "inline", "username": "u"}, "secrets are never written in the config"),
+    ({"private_key_password": "inline", "security_policy": "None"},
+     "secrets are never written in the config"),
+    ({"password": {"env": "A", "file": "/b"}, "username": "u"}, "exactly one of"),
+    ({"nodes": [{"node_id": "ns=2;s=x", "stream": "s", "field": "quality"}]}, "var_quality"),
+    ({"nodes": [{"node_id": "ns=2;s=x", "stream": "status", "field": "f"}]}, "reserved"),
+    ({"nodes": [{"node_id": "ns=2;s=x", "stream": "c.events", "field": "f"}]}, "reserved"),
     ({"browse": []}, "at least one 'browse' pattern"),
     ({"browse": [{"pattern": "Fleet//Battery"}]}, "empty segment"),
     ({"endpoint": "http://127.0.0.1:4840"}, "endpoint"),
@@ -112,28 +122,52 @@ def test_invalid_options_are_refused(extra: dict[str, Any], message: str) -> Non
 
 
 def test_password_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    assert OpcUaOptions.model_validate(
-        plain(username="u", password="inline")).resolve_password() == "inline"
     monkeypatch.setenv("MEDGW_TEST_OPCUA_PW", "from-env")
-    assert OpcUaOptions.model_validate(
-        plain(username="u", password_env="MEDGW_TEST_OPCUA_PW")).resolve_password() == "from-env"
+    assert OpcUaOptions.model_validate(plain(
+        username="u", password={"env": "MEDGW_TEST_OPCUA_PW"})).resolve_password() == "from-env"
     secret = tmp_path / "pw"
     secret.write_text("from-file\n", encoding="utf-8")
-    assert OpcUaOptions.model_validate(
-        plain(username="u", password_file=str(secret))).resolve_password() == "from-file"
+    assert OpcUaOptions.model_validate(plain(
+        username="u", password={"file": str(secret)})).resolve_password() == "from-file"
     assert OpcUaOptions.model_validate(plain()).resolve_password() is None
 
 
 def test_missing_password_env_is_a_device_error_naming_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MEDGW_TEST_ABSENT", raising=False)
-    options = OpcUaOptions.model_validate(plain(username="u", password_env="MEDGW_TEST_ABSENT"))
-    with pytest.raises(DeviceError, match="password_env: environment variable MEDGW_TEST_ABSENT"):
+    options = OpcUaOptions.model_validate(plain(username="u",
+                                                password={"env": "MEDGW_TEST_ABSENT"}))
+    with pytest.raises(DeviceError, match="password: environment variable MEDGW_TEST_ABSENT"):
         options.resolve_password()
 
 
-def test_password_is_not_shown_in_repr() -> None:
-    options = OpcUaOptions.model_validate(plain(username="u", password="hunter2"))
+def test_missing_key_password_file_is_a_device_error_naming_it(tmp_path: Path) -> None:
+    options = OpcUaOptions.model_validate(plain(
+        private_key_password={"file": str(tmp_path / "absent")}))
+    with pytest.raises(DeviceError, match="private_key_password: cannot read secret file"):
+        options.resolve_key_password()
+
+
+def test_inline_password_in_a_gateway_config_is_a_config_error_naming_the_key(
+        tmp_path: Path) -> None:
+    path = tmp_path / "gw.yaml"
+    path.write_text(
+        "site: s\ngateway: g\ndevices:\n  - name: fleet\n    driver: opcua\n    options:\n"
+        "      endpoint: opc.tcp://127.0.0.1:4840\n      security_policy: 'None'\n"
+        "      browse: [{pattern: 'Fleet/*/*'}]\n      username: gw\n      password: hunter2\n",
+        encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == "devices[0].options.password"
+    assert "{env: VARIABLE}" in str(info.value) and str(path) in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_password_is_not_shown_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDGW_TEST_OPCUA_PW", "hunter2")
+    options = OpcUaOptions.model_validate(plain(username="u",
+                                                password={"env": "MEDGW_TEST_OPCUA_PW"}))
+    assert options.resolve_password() == "hunter2"
     assert "hunter2" not in repr(options)
 
 
@@ -158,7 +192,7 @@ def test_event_options_are_the_event_rule_plus_enabled() -> None:
 
 
 def test_auth_error_message() -> None:
-    options = OpcUaOptions.model_validate(plain(username="gateway", password="x"))
+    options = OpcUaOptions.model_validate(plain(username="gateway", password={"env": "X"}))
     err = translate_error(ua.UaStatusCodeError(ua.StatusCodes.BadUserAccessDenied), options)
     assert str(err) == (f"OPC UA server {ENDPOINT} refused user 'gateway'"
                         " (BadUserAccessDenied): wrong username or password")
@@ -194,4 +228,4 @@ def test_driver_code_never_writes_or_calls_on_the_device() -> None:
                 used.add((source.name, node.func.attr))
     offenders = sorted((f, name) for f, name in used if name in FORBIDDEN)
     assert offenders == []
-    assert ("driver.py", "create_monitored_items") in used  # the scan does see calls
+    assert ("subscription.py", "create_monitored_items") in used  # the scan does see calls
