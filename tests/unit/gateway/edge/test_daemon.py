@@ -22,6 +22,7 @@ import requests
 from pydantic import BaseModel
 
 from gateway import plugins
+from gateway.backoff import Backoff
 from gateway.config import LoadedConfig, parse_config
 from gateway.driver import DriverContext, DriverInfo
 from gateway.edge import daemon
@@ -334,3 +335,21 @@ def test_unknown_driver_is_a_config_error(tmp_path: Path) -> None:
     data = {"site": "s", "gateway": "g", "devices": [{"name": "d", "driver": "nope"}]}
     with pytest.raises(ConfigError, match="unknown driver 'nope'"):
         parse_config(data)
+
+
+def test_restarts_wait_the_shared_backoff(monkeypatch: pytest.MonkeyPatch, run: Any) -> None:
+    delays: list[float] = []
+
+    class Recording(Backoff):
+        def next(self, retry_after: float | None = None) -> float:
+            delay = super().next(retry_after)
+            delays.append(delay)
+            return delay
+
+    monkeypatch.setattr(daemon, "Backoff", Recording)
+    gw = run("crash")
+    wait_until(lambda: len(delays) >= 5, message="five restarts")
+    # initial 0.01 s doubling to the 0.04 s cap, each drawn from [d/2, d] (jitter)
+    for delay, ceiling in zip(delays, (0.01, 0.02, 0.04, 0.04, 0.04), strict=False):
+        assert ceiling / 2 <= delay <= ceiling
+    assert gw.device()["restarts"] >= 5
