@@ -64,16 +64,18 @@ class TopicRouter:
         if not topic_selected(self.options, pub.topic):
             return
         self.watch.publication(pub, time.monotonic_ns())
-        if not pub.alive or pub.topic in self.reading or pub.topic in self.quarantined:
-            return
-        if pub.ros_type is None:
-            self.watch.not_read(pub, f"{pub.type_name} is not a ROS 2 type name")
+        if not pub.alive or pub.topic in self.quarantined:
             return
         explicit = self.explicit.get(pub.topic)
         if explicit is not None and explicit.type is not None and explicit.type != pub.ros_type:
-            why = f"published as {pub.ros_type}, configured as {explicit.type}"
+            why = f"published as {pub.ros_type or pub.type_name}, configured as {explicit.type}"
             self.ctx.log.warning("ros2 %s: %s is %s", self.ctx.device, pub.topic, why)
             self.watch.not_read(pub, why, degrade=True)
+            return
+        if pub.topic in self.reading:
+            return
+        if pub.ros_type is None:
+            self.watch.not_read(pub, f"{pub.type_name} is not a ROS 2 type name")
             return
         if type_mapping(pub.ros_type) is None:
             if pub.topic not in self.unmapped:
