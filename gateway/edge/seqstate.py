@@ -97,6 +97,9 @@ class SeqState:
             if others:
                 self._reset("lost", f"{self.path} is missing although the spool directory "
                             f"holds {', '.join(others[:3])}")
+            else:
+                log.info("no sequence state at %s yet (a first start): numbers from 0 under "
+                         "epoch %d", self.path, self.epoch)
             return {}
         except OSError as err:
             self._reset("unreadable", f"{self.path}: cannot be read ({err.strerror or err})")
