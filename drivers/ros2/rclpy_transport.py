@@ -286,11 +286,11 @@ class _Session:
             self.wake.wait(min(self.window_s, poll_ns / 1e9) if self.window_s > 0
                            else poll_ns / 1e9)
             self.wake.clear()
+            self.deliver()  # before any raise below: what was received is not lost
             if owned is not None and not owned.alive:
                 raise DeviceError(f"rclpy transport: executor stopped ({owned.error})")
             if not self.node.context.ok():
                 raise DeviceError("rclpy transport: the ROS context was shut down")
-            self.deliver()
             now = time.monotonic_ns()
             if now >= next_graph:
                 next_graph = now + int(GRAPH_POLL_S * 1e9)
