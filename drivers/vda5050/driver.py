@@ -177,7 +177,7 @@ class Vda5050Driver:
             await backoff.wait()
 
     async def _session(self, down_since: float | None) -> None:
-        """One session: open, serve until the connection is lost (DeviceError), close."""
+        """One session: open (DeviceError if not), serve until the connection is lost, close."""
         lost: asyncio.Event = asyncio.Event()
         reason: list[str] = []
 
@@ -198,10 +198,10 @@ class Vda5050Driver:
                           ", ".join(self.options.topic_filters()))
         try:
             await lost.wait()
+            self._failed(f"{self.where}: connection lost ({reason[0] if reason else '?'})")
         finally:
             self.ctx.set_connected(False)
             await self._close(client)
-        raise DeviceError(f"{self.where}: connection lost ({reason[0] if reason else '?'})")
 
     def _failed(self, text: str) -> None:
         self.last_error = text

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -37,8 +38,9 @@ class Published:
     serial: str
     header_id: int
     timestamp_ns: int
-    dropped: bool
+    dropped: bool  # on purpose (drop_states)
     version: str
+    failed: bool = False  # the broker was unreachable
 
 
 @dataclass
@@ -85,19 +87,25 @@ class AgvFleet:
                                           start_leg=i))
             for i, serial in enumerate(config.serials())}
         self.history: list[Published] = []
+        self.reconnects: dict[str, int] = {}  # per vehicle: connections after the first
         self._history_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ connection
     def _publish(self, vehicle: SimVehicle, subtopic: str, payload: bytes, qos: int = 0,
-                 retain: bool = False) -> None:
+                 retain: bool = False) -> bool:
+        """Publish and wait until written (QoS 0) or acknowledged; False if it failed."""
         assert vehicle.client is not None
         info = vehicle.client.publish(vehicle.model.topic(subtopic), payload, qos, retain)
-        info.wait_for_publish(5.0)
+        try:
+            info.wait_for_publish(5.0)
+        except (RuntimeError, ValueError):  # not connected (the broker is down)
+            return False
+        return info.is_published()
 
-    def connect(self, serial: str) -> None:
-        """Connect one vehicle: Will first, then ONLINE and the factsheet (both retained)."""
+    def connect(self, serial: str, timeout_s: float = 10.0) -> None:
+        """Connect one vehicle: its Will first; ONLINE and the factsheet at every (re)connect."""
         vehicle = self.vehicles[serial]
         model = vehicle.model
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"agv-sim-{serial}",
@@ -106,12 +114,29 @@ class AgvFleet:
             client.username_pw_set(self.config.username, self.config.password)
         will = json.dumps(model.connection("CONNECTIONBROKEN")).encode()
         client.will_set(model.topic("connection"), will, qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=2)
+        up = threading.Event()
+
+        def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            if reason.is_failure:
+                return
+            # on the network thread: publish, never wait here, never take vehicle.lock (a
+            # tick holding it may be waiting for this thread); other topics' headerIds only
+            online = json.dumps(model.connection("ONLINE")).encode()
+            sheet = json.dumps(model.factsheet()).encode()
+            c.publish(model.topic("connection"), online, 1, True)
+            c.publish(model.topic("factsheet"), sheet, 1, True)
+            self.reconnects[serial] = self.reconnects.get(serial, -1) + 1
+            up.set()
+
+        client.on_connect = on_connect
         client.connect(self.config.host, self.config.port, self.config.keepalive_s)
         client.loop_start()
+        if not up.wait(timeout_s):
+            client.loop_stop()
+            raise ConnectionError(f"vehicle {serial}: no CONNACK from "
+                                  f"{self.config.host}:{self.config.port}")
         vehicle.client = client
-        self._publish(vehicle, "connection", json.dumps(model.connection("ONLINE")).encode(),
-                      1, True)
-        self._publish(vehicle, "factsheet", json.dumps(model.factsheet()).encode(), 1, True)
         vehicle.online = True
 
     def start(self) -> None:
@@ -170,12 +195,14 @@ class AgvFleet:
             now = time.time_ns()
             doc = vehicle.model.state(now)
             dropped = vehicle.drop_next > 0
+            failed = False
             if dropped:
                 vehicle.drop_next -= 1
             else:
-                self._publish(vehicle, "state", json.dumps(doc).encode(), self.config.state_qos)
+                failed = not self._publish(vehicle, "state", json.dumps(doc).encode(),
+                                           self.config.state_qos)
         record = Published(serial, doc["headerId"], ms_floor(now), dropped,
-                           vehicle.model.version)
+                           vehicle.model.version, failed)
         with self._history_lock:
             self.history.append(record)
         return record
@@ -252,5 +279,5 @@ class AgvFleet:
     def sent(self, serial: str | None = None) -> list[Published]:
         """Return the state records sent (not dropped), of one vehicle or all."""
         with self._history_lock:
-            return [p for p in self.history
-                    if not p.dropped and (serial is None or p.serial == serial)]
+            return [p for p in self.history if not p.dropped and not p.failed
+                    and (serial is None or p.serial == serial)]

@@ -52,7 +52,7 @@ def test_v3_names_are_refused_in_a_v2_message() -> None:
 def test_v2_only_values_are_refused_in_v3() -> None:
     with pytest.raises(MessageError, match="operatingMode"):
         decode("state", encode(state_v3(1, operatingMode="TEACHIN")))
-    with pytest.raises(MessageError, match="eStop|activeEmergencyStop"):
+    with pytest.raises(MessageError, match=r"activeEmergencyStop"):
         decode("state", encode(state_v3(1, safetyState={"activeEmergencyStop": "AUTOACK",
                                                         "fieldViolation": False})))
 
