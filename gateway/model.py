@@ -46,19 +46,20 @@ class Quality(enum.IntEnum):
 
 def _refuse(key: str, part: str, name: object, why: str) -> StreamSpecError:
     shown = name[:60] + "..." if isinstance(name, str) and len(name) > 60 else name
-    return StreamSpecError(f"stream {key[:200]}: {part} {shown!r} {why}", part,
-                           name if isinstance(name, str) else repr(name))
+    where = f"stream {key[:200]}: " if key else ""
+    return StreamSpecError(f"{where}{part} {shown!r} {why}", part,
+                           name if isinstance(name, str) else repr(name)[:200])
 
 
 def check_topic_name(part: str, value: object, key: str = "") -> None:
     """Refuse a site, device, stream or measurement name (it is an MQTT topic level or a
     line-protocol identifier): StreamSpecError unless ``[A-Za-z0-9_.-]{1,256}``."""
     if not isinstance(value, str) or not TOPIC_SAFE.fullmatch(value):
-        raise _refuse(key or str(value), part, value,
+        raise _refuse(key, part, value,
                       f"must match {TOPIC_SAFE.pattern} (it becomes an MQTT topic level: "
                       "use '.' where a ROS topic has '/')")
     if len(value) > MAX_NAME_CHARS:
-        raise _refuse(key or value, part, value, f"is longer than {MAX_NAME_CHARS} characters")
+        raise _refuse(key, part, value, f"is longer than {MAX_NAME_CHARS} characters")
 
 
 def check_key_name(part: str, value: object, key: str = "") -> None:

@@ -20,7 +20,8 @@ import requests
 
 from gateway import plugins
 from gateway.config import LoadedConfig
-from gateway.errors import MedgwError
+from gateway.errors import MedgwError, StoreError
+from gateway.server.influxql import InfluxQL
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
 
@@ -111,33 +112,37 @@ def check_influx(loaded: LoadedConfig, timeout_s: float = 5.0) -> list[CheckResu
             session.headers["Authorization"] = f"Token {token}"
     except MedgwError as err:
         return [CheckResult("influxdb", cfg.url, FAIL, str(err))]
+    influxql = InfluxQL(cfg.url, cfg.database, session=session, timeout_s=timeout_s,
+                        connect_timeout_s=timeout_s)
     try:
-        ping = session.get(f"{cfg.url.rstrip('/')}/ping", timeout=timeout_s)
-    except requests.RequestException as err:
-        return [CheckResult("influxdb", cfg.url, FAIL, f"ping: {_requests_reason(err)}")]
-    if ping.status_code != 204:
-        return [CheckResult("influxdb", cfg.url, FAIL, f"ping: HTTP {ping.status_code}")]
-    version = ping.headers.get("X-Influxdb-Version", "?")
+        version = influxql.ping()
+    except StoreError as err:
+        return [CheckResult("influxdb", cfg.url, FAIL, _store_reason(err))]
     results = [CheckResult("influxdb", cfg.url, OK, f"ping ok, version {version}")]
     if cfg.backend == "v1":
-        results.append(_influx_v1_database(session, loaded, timeout_s))
+        results.append(_influx_v1_database(session, influxql, loaded, timeout_s))
     return results
 
 
-def _influx_v1_database(session: requests.Session, loaded: LoadedConfig,
+def _store_reason(err: StoreError) -> str:
+    """The part of a StoreError after the target (which the report's column shows)."""
+    return str(err).split(": ", 1)[-1] if ": " in str(err) else str(err)
+
+
+def _influx_v1_database(session: requests.Session, influxql: InfluxQL, loaded: LoadedConfig,
                         timeout_s: float) -> CheckResult:
     cfg = loaded.config.influxdb
     base = cfg.url.rstrip("/")
     target = f"database {cfg.database}"
     try:
-        shown = session.get(f"{base}/query", params={"q": "SHOW DATABASES"}, timeout=timeout_s)
-        body = shown.json() if shown.headers.get("Content-Type", "").startswith(
-            "application/json") else {}
-        if shown.status_code in (401, 403):
-            return CheckResult("influxdb", target, FAIL,
-                               f"SHOW DATABASES: HTTP {shown.status_code}: {_error(body)}")
-        names = {row[0] for res in body.get("results", []) for s in res.get("series", [])
-                 for row in s.get("values", [])}
+        names = influxql.databases()
+    except StoreError as err:
+        if err.status in (401, 403):
+            return CheckResult("influxdb", target, FAIL, f"SHOW DATABASES: {_store_reason(err)}")
+        if err.retryable:
+            return CheckResult("influxdb", target, FAIL, _store_reason(err))
+        names = set()  # a non-admin may not list databases: the write check decides
+    try:
         # An empty body: InfluxDB authorizes the write and stores nothing.
         write = session.post(f"{base}/write", params=_write_params(loaded), data=b"",
                              timeout=timeout_s)

@@ -106,6 +106,8 @@ def ingest(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = F
 
     try:
         worker = Ingest(loaded)
+        if loaded.config.ingest.health_port is not None:  # /health and /metrics
+            worker.serve_status(loaded.config.health.host, loaded.config.ingest.health_port)
         worker.start()
         worker.wait_subscribed(30)
     except MedgwError as err:
@@ -114,13 +116,21 @@ def ingest(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = F
     stopped = asyncio.Event()
 
     async def wait() -> None:
-        _install_stop(asyncio.get_running_loop(), stopped)
+        loop = asyncio.get_running_loop()
+        _install_stop(loop, stopped)
+        worker.on_failure = lambda: loop.call_soon_threadsafe(stopped.set)
+        if worker.failed.is_set():
+            return
         await stopped.wait()
 
     asyncio.run(wait())
     worker.stop()
     print(f"ingest: {worker.stats.samples} samples in {worker.stats.writes} writes, "
           f"{worker.stats.malformed} malformed")
+    if worker.failure is not None:  # non-zero: systemd restarts the worker
+        console.print(f"[red]error:[/red] ingest worker failed: {worker.failure}",
+                      highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -23,7 +23,8 @@ from typing import Any
 
 import requests
 
-from gateway.errors import ServiceError
+from gateway.errors import ServiceError, StoreError
+from gateway.server.influxql import InfluxQL, quote_ident
 
 LOOPBACK = "127.0.0.1"
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin", "/usr/local/bin")
@@ -300,6 +301,7 @@ class InfluxdService(ManagedProcess):
         self.extra_http_config = list(extra_http_config)
         self.log_level = log_level
         self._session = requests.Session()
+        self._influxql = InfluxQL(self.url, session=self._session, timeout_s=30)
 
     @property
     def url(self) -> str:
@@ -365,20 +367,10 @@ class InfluxdService(ManagedProcess):
     def query_raw(self, influxql: str, db: str | None = None, *, epoch: str = "ns",
                   auth: tuple[str, str] | None = None) -> dict[str, Any]:
         """POST an InfluxQL query to /query and return the decoded JSON (ServiceError on error)."""
-        params = {"q": influxql, "epoch": epoch}
-        if db:
-            params["db"] = db
         try:
-            resp = self._session.post(f"{self.url}/query", data=params, auth=auth, timeout=30)
-        except requests.RequestException as err:
+            return self._influxql.raw(influxql, db or "", epoch=epoch, auth=auth)
+        except StoreError as err:
             raise ServiceError(f"influxd query failed: {err}") from err
-        if resp.status_code != 200:
-            raise ServiceError(f"influxd query {influxql!r}: HTTP {resp.status_code} {resp.text}")
-        body: dict[str, Any] = resp.json()
-        for result in body.get("results", []):
-            if "error" in result:
-                raise ServiceError(f"influxd query {influxql!r}: {result['error']}")
-        return body
 
     def query(self, influxql: str, db: str | None = None, *,
               auth: tuple[str, str] | None = None) -> list[dict[str, Any]]:
@@ -387,32 +379,26 @@ class InfluxdService(ManagedProcess):
         Times are integer nanoseconds. Rows of every series of every statement are
         concatenated; each row also carries ``"_measurement"``.
         """
-        rows: list[dict[str, Any]] = []
-        for result in self.query_raw(influxql, db, auth=auth).get("results", []):
-            for series in result.get("series", []):
-                tags = series.get("tags") or {}
-                columns = series["columns"]
-                for values in series.get("values", []):
-                    row = dict(zip(columns, values, strict=True))
-                    row.update(tags)
-                    row["_measurement"] = series.get("name")
-                    rows.append(row)
-        return rows
+        try:
+            return self._influxql.rows(influxql, db or "", auth=auth)
+        except StoreError as err:
+            raise ServiceError(f"influxd query failed: {err}") from err
 
     def create_database(self, name: str, *, auth: tuple[str, str] | None = None) -> None:
         """CREATE DATABASE ``name`` (idempotent)."""
-        self.query_raw(f'CREATE DATABASE "{name}"', auth=auth)
+        self.query_raw(f"CREATE DATABASE {quote_ident(name)}", auth=auth)
 
     def drop_database(self, name: str, *, auth: tuple[str, str] | None = None) -> None:
         """DROP DATABASE ``name`` (idempotent)."""
-        self.query_raw(f'DROP DATABASE "{name}"', auth=auth)
+        self.query_raw(f"DROP DATABASE {quote_ident(name)}", auth=auth)
 
     def count(self, measurement: str, db: str, field: str = "seq",
               where: str = "") -> int:
         """Return the number of points of ``measurement`` having ``field`` (0 when none)."""
-        clause = f" WHERE {where}" if where else ""
-        rows = self.query(f'SELECT count("{field}") FROM "{measurement}"{clause}', db)
-        return int(sum(int(row.get("count") or 0) for row in rows))
+        try:
+            return self._influxql.count(measurement, db, field, where)
+        except StoreError as err:
+            raise ServiceError(f"influxd query failed: {err}") from err
 
     def __enter__(self) -> InfluxdService:
         self.start()

@@ -16,18 +16,17 @@ the query string) and URLs are shown without their user-info part.
 
 from __future__ import annotations
 
-import email.utils
 import gzip
-import time
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from gateway.errors import StoreError
+from gateway.server.influxhttp import classify_http, parse_retry_after, redact_url
+from gateway.server.influxql import InfluxQL
 
-_RETRYABLE_4XX = frozenset({408, 429})
-_MAX_ERROR_TEXT = 1000
+__all__ = ["InfluxWriter", "V1Writer", "V2Writer", "classify_http", "create_writer",
+           "parse_retry_after", "redact_url"]
 
 
 class InfluxWriter(Protocol):
@@ -40,73 +39,6 @@ class InfluxWriter(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` without user-info (``user:password@``) and without query string."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Parse a Retry-After header (delta seconds or HTTP date) into seconds (>= 0)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def _error_text(body: bytes | str | None) -> str:
-    """Return a short, readable server error text (InfluxDB's JSON ``error``/``message``)."""
-    if body is None:
-        return ""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    try:
-        import orjson
-
-        decoded = orjson.loads(text)
-        if isinstance(decoded, dict):
-            text = str(decoded.get("error") or decoded.get("message") or text)
-    except ValueError:
-        pass
-    text = text.strip()
-    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
-
-
-def classify_http(status: int, body: bytes | str | None, retry_after: str | None,
-                  where: str, n_lines: int) -> StoreError:
-    """Turn a failed HTTP write (status >= 300) into a StoreError."""
-    text = _error_text(body)
-    retryable = status >= 500 or status in _RETRYABLE_4XX
-    if status == 413:
-        hint = "body too large, split it"
-    elif status == 400:
-        hint = "bad line protocol or partial write"
-    elif status in (401, 403):
-        hint = "authentication/authorization refused"
-    elif status == 404:
-        hint = "database/bucket or endpoint not found"
-    elif retryable:
-        hint = "server busy or failing, retry later"
-    else:
-        hint = "write refused"
-    message = f"write of {n_lines} lines to {where}: HTTP {status} ({hint})"
-    if text:
-        message += f": {text}"
-    delay = parse_retry_after(retry_after) if retryable else None
-    return StoreError(message, status=status, retryable=retryable, retry_after_s=delay)
 
 
 class V1Writer:
@@ -130,6 +62,7 @@ class V1Writer:
         self._session.verify = verify
         if username is not None:
             self._session.auth = (username, password or "")
+        self._influxql: InfluxQL | None = None
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
         if gzip_body:
             self._headers["Content-Encoding"] = "gzip"
@@ -153,16 +86,15 @@ class V1Writer:
 
     def create_database(self) -> None:
         """``CREATE DATABASE`` (idempotent); StoreError if InfluxDB refuses or is unreachable."""
-        try:
-            resp = self._session.post(f"{self.url}/query",
-                                      data={"q": f'CREATE DATABASE "{self.database}"'},
-                                      timeout=self._timeout)
-        except requests.RequestException as err:
-            raise StoreError(f"create database on {self._where}: connection failed "
-                             f"({type(err).__name__})", retryable=True) from err
-        if resp.status_code != 200 or b'"error"' in resp.content:
-            raise classify_http(resp.status_code if resp.status_code != 200 else 400,
-                                resp.content, None, self._where, 0)
+        self.influxql().create_database(self.database)
+
+    def influxql(self) -> InfluxQL:
+        """Return the InfluxQL client of this server, sharing the writer's session."""
+        if self._influxql is None:
+            self._influxql = InfluxQL(self.url, self.database, session=self._session,
+                                      timeout_s=self._timeout[1],
+                                      connect_timeout_s=self._timeout[0])
+        return self._influxql
 
     def close(self) -> None:
         """Close the HTTP session."""

@@ -1,21 +1,22 @@
 """The wire contract: SampleBatch <-> JSON payload on ``medgw/v1/{site}/{device}/{stream}``.
 
-The JSON Schema of the payload is ``gateway/schema/payload-v1.schema.json``. ``decode``
-checks the same rules in code (fast enough for every message) and raises PayloadError.
+The JSON Schema of the payload is ``gateway/wire/schema/payload-v1.schema.json``. ``decode``
+checks the same rules in code (fast enough for every message), names and fields by the
+one rule of gateway.model.validate_stream, and raises PayloadError for any input at all.
 """
 
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 
-from gateway.errors import PayloadError
-from gateway.model import TOPIC_SAFE, SampleBatch, StreamKind, StreamSpec
+from gateway.errors import PayloadError, StreamSpecError
+from gateway.model import SampleBatch, StreamKind, StreamSpec, check_topic_name
 
 PAYLOAD_VERSION = 1
 BINARY_MAGIC = b"MGWB1\n"
@@ -94,6 +95,16 @@ def encode_binary(batch: SampleBatch, gateway: str, epoch: int = 0) -> bytes:
 
 ENCODERS = {"json": encode, "binary": encode_binary}
 
+MAX_SEQ = 2**63 - 1  # sequence numbers and epochs are int64 everywhere downstream
+
+
+class Decoded(NamedTuple):
+    """A decoded payload: who sent it (gateway id and start epoch) and the samples."""
+
+    gateway: str
+    epoch: int
+    batch: SampleBatch
+
 
 def _require(doc: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     value = doc.get(key)
@@ -111,37 +122,64 @@ def _type_names(kind: type | tuple[type, ...]) -> str:
 
 
 def _name(doc: dict[str, Any], key: str) -> str:
-    value = _require(doc, key, str)
-    if not TOPIC_SAFE.fullmatch(value):
-        raise PayloadError(f"field {key!r} = {value[:40]!r} is not a valid name")
+    value = doc.get(key)
+    try:
+        check_topic_name(key, value)
+    except StreamSpecError as err:
+        raise PayloadError(f"field {key!r}: {err}") from err
     return str(value)
 
 
-def decode(payload: bytes) -> tuple[str, SampleBatch]:
-    """Parse and check a JSON or binary payload; return (gateway id, batch) or PayloadError."""
-    if payload.startswith(BINARY_MAGIC):
-        return _decode_binary(payload)
+def _counters(doc: dict[str, Any]) -> tuple[int, int, int]:
+    """Return (n, seq, epoch), each checked to fit int64 (seq + n - 1 included)."""
+    n = _require(doc, "n", int)
+    seq = _require(doc, "seq", int)
+    epoch = doc.get("epoch", 0)
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_SEQ:
+        raise PayloadError(f"field 'epoch' must be an integer 0..2**63-1, got {epoch!r:.40}")
+    if n < 1 or seq < 0:
+        raise PayloadError("n must be >= 1 and seq >= 0")
+    if seq + n - 1 > MAX_SEQ:
+        raise PayloadError(f"seq {seq} + n {n} runs past 2**63-1")
+    return n, seq, epoch
+
+
+def _check_header(doc: Any, what: str) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise PayloadError(f"{what} is not a JSON object")
+    if doc.get("v") != PAYLOAD_VERSION:
+        raise PayloadError(f"{what}: unsupported payload version {doc.get('v')!r:.40}")
+    extra = set(doc) - _KNOWN_KEYS
+    if extra:
+        raise PayloadError(f"{what}: unknown keys {sorted(extra)[:10]!r:.200}")
+    return doc
+
+
+def decode(payload: bytes) -> Decoded:
+    """Parse and check a JSON or binary payload; return (gateway, epoch, batch) or raise
+    PayloadError, whatever the bytes (never another exception)."""
+    try:
+        if payload.startswith(BINARY_MAGIC):
+            return _decode_binary(payload)
+        return _decode_json(payload)
+    except (ValueError, TypeError, OverflowError, KeyError, IndexError, RecursionError) as err:
+        # a rule above missed a case: still the sender's fault, never the worker's
+        raise PayloadError(f"malformed payload ({type(err).__name__}: {err})"[:500]) from err
+
+
+def _decode_json(payload: bytes) -> Decoded:
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as err:
         raise PayloadError(f"not JSON: {err}") from err
-    if not isinstance(doc, dict):
-        raise PayloadError("payload is not a JSON object")
-    if doc.get("v") != PAYLOAD_VERSION:
-        raise PayloadError(f"unsupported payload version {doc.get('v')!r}")
-    extra = set(doc) - _KNOWN_KEYS
-    if extra:
-        raise PayloadError(f"unknown keys {sorted(extra)}")
+    doc = _check_header(doc, "payload")
     spec = _decode_spec(doc)
-    n = _require(doc, "n", int)
-    seq = _require(doc, "seq", int)
-    if n < 1 or seq < 0:
-        raise PayloadError("n must be >= 1 and seq >= 0")
+    n, seq, epoch = _counters(doc)
     batch = _decode_arrays(doc, spec, n, seq)
-    return _name(doc, "gateway"), batch
+    return Decoded(_name(doc, "gateway"), epoch, batch)
 
 
-def _decode_binary(payload: bytes) -> tuple[str, SampleBatch]:
+def _decode_binary(payload: bytes) -> Decoded:
     start = len(BINARY_MAGIC)
     end = payload.find(b"\n", start)
     if end < 0:
@@ -150,17 +188,12 @@ def _decode_binary(payload: bytes) -> tuple[str, SampleBatch]:
         doc = orjson.loads(payload[start:end])
     except orjson.JSONDecodeError as err:
         raise PayloadError(f"binary payload: header is not JSON: {err}") from err
-    if not isinstance(doc, dict) or doc.get("v") != PAYLOAD_VERSION:
-        raise PayloadError("binary payload: header is not a v1 object")
-    extra = set(doc) - _KNOWN_KEYS
-    if extra or any(key in doc for key in ("t", "q", "values")):
-        raise PayloadError(f"binary payload: unexpected header keys {sorted(extra)}")
+    doc = _check_header(doc, "binary payload header")
+    if any(key in doc for key in ("t", "q", "values")):
+        raise PayloadError("binary payload: arrays t, q, values belong after the header")
     has_rx = _require(doc, "rx", bool)
     spec = _decode_spec(doc)
-    n = _require(doc, "n", int)
-    seq = _require(doc, "seq", int)
-    if n < 1 or seq < 0:
-        raise PayloadError("n must be >= 1 and seq >= 0")
+    n, seq, epoch = _counters(doc)
     sizes = (8 * n, n, 8 * n * spec.width, 8 * n if has_rx else 0)
     body = memoryview(payload)[end + 1:]
     if len(body) != sum(sizes):
@@ -176,7 +209,7 @@ def _decode_binary(payload: bytes) -> tuple[str, SampleBatch]:
     batch = SampleBatch(spec, ts, values.reshape(n, spec.width), quality, seq,
                         historical=bool(_require(doc, "historical", bool)),
                         text=text, receive_ns=rx)
-    return _name(doc, "gateway"), batch
+    return Decoded(_name(doc, "gateway"), epoch, batch)
 
 
 def _check_text(text: Any, n: int) -> tuple[str, ...] | None:
@@ -188,10 +221,9 @@ def _check_text(text: Any, n: int) -> tuple[str, ...] | None:
 
 
 def _decode_spec(doc: dict[str, Any]) -> StreamSpec:
-    try:
-        kind = StreamKind(doc.get("kind"))
-    except ValueError as err:
-        raise PayloadError(f"field 'kind' = {doc.get('kind')!r} is not sampled/event") from err
+    kind = doc.get("kind")
+    if kind not in _KINDS:
+        raise PayloadError(f"field 'kind' = {kind!r:.40} is not sampled/event")
     fields = _require(doc, "fields", list)
     units = _require(doc, "units", list)
     if not all(isinstance(f, str) for f in fields + units):
@@ -204,21 +236,27 @@ def _decode_spec(doc: dict[str, Any]) -> StreamSpec:
     channel_tag = doc.get("channel_tag")
     if channel_tag is not None and not isinstance(channel_tag, str):
         raise PayloadError("channel_tag must be a string or null")
+    rate = doc.get("rate_hz") or 0.0
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool):
+        raise PayloadError("rate_hz must be a number")
+    names = tuple(doc.get(key) for key in ("site", "device", "stream", "measurement"))
+    if not all(isinstance(name, str) for name in names):
+        raise PayloadError("site, device, stream and measurement must be strings")
     try:
-        return StreamSpec(
-            site=_name(doc, "site"),
-            device=_name(doc, "device"),
-            stream=_name(doc, "stream"),
-            fields=tuple(fields),
-            units=tuple(units),
-            kind=kind,
-            rate_hz=float(doc.get("rate_hz") or 0.0),
-            measurement=_name(doc, "measurement"),
-            channel_tag=channel_tag,
-            labels=tuple((str(k), float(v)) for k, v in labels.items()),
-        )
-    except (ValueError, TypeError) as err:
+        return _spec(*names, tuple(fields), tuple(units), kind, float(rate), channel_tag,
+                     tuple((str(k), float(v)) for k, v in labels.items()))
+    except StreamSpecError as err:
         raise PayloadError(f"bad stream description: {err}") from err
+
+
+@lru_cache(maxsize=4096)
+def _spec(site: str, device: str, stream: str, measurement: str, fields: tuple[str, ...],
+          units: tuple[str, ...], kind: str, rate_hz: float, channel_tag: str | None,
+          labels: tuple[tuple[str, float], ...]) -> StreamSpec:
+    """Build (and validate, once per distinct description) a decoded stream's spec."""
+    return StreamSpec(site=site, device=device, stream=stream, fields=fields, units=units,
+                      kind=StreamKind(kind), rate_hz=rate_hz, measurement=measurement,
+                      channel_tag=channel_tag, labels=labels)
 
 
 def _decode_arrays(doc: dict[str, Any], spec: StreamSpec, n: int, seq: int) -> SampleBatch:
@@ -243,6 +281,7 @@ def _decode_arrays(doc: dict[str, Any], spec: StreamSpec, n: int, seq: int) -> S
     )
 
 
+_KINDS = frozenset(kind.value for kind in StreamKind)
 _KNOWN_KEYS = frozenset((
     "v", "gateway", "epoch", "site", "device", "stream", "kind", "measurement", "channel_tag",
     "rate_hz", "fields", "units", "labels", "seq", "n", "historical", "t", "rx", "q",

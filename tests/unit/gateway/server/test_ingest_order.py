@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
-import paho.mqtt.client as mqtt
 
-from gateway.config import parse_config
 from gateway.model import StreamSpec, make_batch
-from gateway.server.ingest import Ingest
+from gateway.server.deadletter import DeadLetters
+from gateway.server.writeloop import LoopSettings, WriteLoop
 from gateway.wire.payload import encode
 from gateway.wire.topics import data_topic
 
@@ -30,21 +27,25 @@ class RecordingWriter:
         pass
 
 
-def message(mid: int, topic: str, payload: bytes) -> mqtt.MQTTMessage:
-    msg = mqtt.MQTTMessage(mid=mid, topic=topic.encode())
-    msg.payload = payload
-    msg.qos = 1
-    return msg
+class AckingTransport:
+    """Records PUBACKs; publishes go nowhere."""
+
+    def __init__(self, acks: list[int]) -> None:
+        self.acks = acks
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acks.append(mid)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        pass
 
 
 def test_duplicates_status_and_garbage_are_acked_in_order_after_the_write() -> None:
-    loaded = parse_config({"site": "site", "gateway": "gw",
-                           "influxdb": {"flush_ms": 50, "batch_lines": 100_000}})
     acks: list[int] = []
     writer = RecordingWriter(acks)
-    ingest = Ingest(loaded, writer=writer)
-    ingest.client = SimpleNamespace(  # type: ignore[assignment]
-        ack=lambda mid, qos: acks.append(mid), publish=lambda *a, **k: None)
+    transport = AckingTransport(acks)
+    loop = WriteLoop(LoopSettings(batch_lines=100_000, flush_s=0.05), writer, transport,
+                     DeadLetters(transport, "dl"))
     topic = data_topic("medgw/v1", SPEC)
     first = encode(make_batch(SPEC, np.arange(3), np.ones((3, 1)), first_seq=0), "gw")
     second = encode(make_batch(SPEC, np.arange(3, 5), np.ones((2, 1)), first_seq=3), "gw")
@@ -54,9 +55,10 @@ def test_duplicates_status_and_garbage_are_acked_in_order_after_the_write() -> N
                                      b'"gateway": "gw", "state": "online"}'),
                                     (4, topic, b"garbage"),  # quarantined
                                     (5, topic, second)):
-        ingest._on_message(None, None, message(mid, msg_topic, payload))  # type: ignore[arg-type]
-    batch = ingest._collect()
-    ingest._process(batch)
+        assert loop.receive(mid, 1, msg_topic, payload)
+    batch = loop.collect()
+    loop.process(batch)
     assert writer.writes == [(5, 0)]  # one write of 3 + 2 lines, before any PUBACK
     assert acks == [1, 2, 3, 4, 5]
-    assert ingest.stats.duplicates == 3 and ingest.stats.malformed == 1
+    assert loop.stats.duplicates == 3 and loop.stats.malformed == 1
+    assert loop.inbox.held_bytes == 0  # every byte released once acknowledged

@@ -42,8 +42,8 @@ def test_round_trip_and_schema(rows: list[tuple[int, float, float, int]], first_
     batch.historical = historical
     payload = encode(batch, "edge-01")
     validator().validate(orjson.loads(payload))
-    gateway, back = decode(payload)
-    assert gateway == "edge-01"
+    gateway, epoch, back = decode(payload)
+    assert gateway == "edge-01" and epoch == 0
     assert back.stream == JOINTS
     assert back.first_seq == first_seq and back.historical is historical
     np.testing.assert_array_equal(back.timestamps_ns, batch.timestamps_ns)
@@ -56,7 +56,7 @@ def test_nan_becomes_null_and_back() -> None:
     doc = orjson.loads(encode(batch, "gw"))
     assert doc["values"] == [[None, 1.0], [None, 2.0]]
     validator().validate(doc)
-    _, back = decode(encode(batch, "gw"))
+    back = decode(encode(batch, "gw")).batch
     assert math.isnan(back.values[0, 0]) and back.values[1, 1] == 2.0
 
 
@@ -65,7 +65,7 @@ def test_event_text_and_labels() -> None:
     doc = orjson.loads(encode(batch, "gw"))
     validator().validate(doc)
     assert doc["labels"] == {"ENABLED": 1.0, "FAULT": 3.0}
-    _, back = decode(encode(batch, "gw"))
+    back = decode(encode(batch, "gw")).batch
     assert back.text == ("FAULT",) and back.stream.labels == STATE.labels
 
 
@@ -84,7 +84,16 @@ def good_doc() -> dict:
         (lambda d: d.update(n=3), "must hold n=3"),
         (lambda d: d.update(values=[[1.0], [2.0]]), "values must be 2 rows of 2"),
         (lambda d: d.update(q=[0, 300]), "quality codes"),
-        (lambda d: d.update(site="a/b"), "not a valid name"),
+        (lambda d: d.update(site="a/b"), "must match"),
+        (lambda d: d.update(gateway="g" * 65_600), "longer than 256"),
+        (lambda d: d.update(seq=2**63), "runs past 2"),
+        (lambda d: d.update(seq=2**63 - 1), "runs past 2"),  # n=2: the second overflows
+        (lambda d: d.update(epoch=-1), "'epoch' must be"),
+        (lambda d: d.update(epoch=2**63), "'epoch' must be"),
+        (lambda d: d.update(epoch="7"), "'epoch' must be"),
+        (lambda d: d.update(epoch=True), "'epoch' must be"),
+        (lambda d: d.update(stream="status"), "reserved"),
+        (lambda d: d.update(fields=["j1.Quality", "j1.velocity"]), "reserved "),
         (lambda d: d.update(kind="alarm"), "not sampled/event"),
         (lambda d: d.update(extra=1), "unknown keys"),
         (lambda d: d.update(t=["x", 1]), "bad array contents"),
@@ -97,7 +106,8 @@ def test_malformed_payloads_rejected_and_schema_agrees(mutate, message: str) -> 
     mutate(doc)
     with pytest.raises(PayloadError, match=message):
         decode(orjson.dumps(doc))
-    if message not in ("bad stream description", "must hold n=3", "values must be 2 rows of 2"):
+    if message not in ("bad stream description", "must hold n=3", "values must be 2 rows of 2",
+                       "reserved ") and "runs past" not in message:
         # the JSON Schema cannot express cross-field lengths; everything else it rejects too
         assert not validator().is_valid(doc)
 
@@ -125,8 +135,8 @@ def test_binary_round_trip_keeps_every_bit(rows: list[tuple[int, float, float, i
                        [r[3] for r in rows], first_seq)
     batch.historical = historical
     batch.receive_ns = np.array([r[4] for r in rows], dtype=np.int64)
-    gateway, back = decode(encode_binary(batch, "edge-01"))
-    assert gateway == "edge-01" and back.stream == JOINTS
+    gateway, epoch, back = decode(encode_binary(batch, "edge-01", epoch=2**63 - 1))
+    assert gateway == "edge-01" and epoch == 2**63 - 1 and back.stream == JOINTS
     assert back.first_seq == first_seq and back.historical is historical
     np.testing.assert_array_equal(back.timestamps_ns, batch.timestamps_ns)
     assert back.values.tobytes() == batch.values.tobytes()  # NaN and inf included
@@ -137,8 +147,8 @@ def test_binary_round_trip_keeps_every_bit(rows: list[tuple[int, float, float, i
 
 def test_binary_and_json_decode_to_the_same_batch() -> None:
     batch = make_batch(STATE, [5, 6], [[3.0], [1.0]], text=("FAULT", "ENABLED"))
-    _, from_json = decode(encode(batch, "gw"))
-    _, from_binary = decode(encode_binary(batch, "gw"))
+    from_json = decode(encode(batch, "gw")).batch
+    from_binary = decode(encode_binary(batch, "gw")).batch
     assert from_binary.stream == from_json.stream and from_binary.text == from_json.text
     np.testing.assert_array_equal(from_binary.values, from_json.values)
     assert from_binary.receive_ns is None
@@ -157,7 +167,7 @@ def test_spool_historical_flip_keeps_binary_payload_valid() -> None:
     from gateway.edge.spool import mark_historical
 
     batch = make_batch(JOINTS, [1, 2], [[1.0, 2.0], [3.0, 4.0]])
-    _, back = decode(mark_historical(encode_binary(batch, "gw")))
+    back = decode(mark_historical(encode_binary(batch, "gw"))).batch
     assert back.historical is True
     np.testing.assert_array_equal(back.values, batch.values)
 
@@ -167,7 +177,8 @@ def test_spool_historical_flip_keeps_binary_payload_valid() -> None:
     [
         (BINARY_MAGIC + b'{"v": 1}', "header not terminated"),
         (BINARY_MAGIC + b"nope\n", "header is not JSON"),
-        (BINARY_MAGIC + b'{"v": 2}\n', "not a v1 object"),
+        (BINARY_MAGIC + b'{"v": 2}\n', "unsupported payload version"),
+        (BINARY_MAGIC + b'[1]\n', "not a JSON object"),
     ],
 )
 def test_malformed_binary_headers(payload: bytes, message: str) -> None:
@@ -181,3 +192,18 @@ def test_binary_array_length_checked() -> None:
         decode(payload[:-3])
     with pytest.raises(PayloadError, match="bytes of arrays, expected"):
         decode(payload + b"\0")
+
+
+def test_epoch_round_trip_and_default() -> None:
+    batch = make_batch(JOINTS, [1], [[1.0, 2.0]], first_seq=2**63 - 1)
+    assert decode(encode(batch, "gw", epoch=12345)).epoch == 12345
+    doc = orjson.loads(encode(batch, "gw"))
+    del doc["epoch"]
+    assert decode(orjson.dumps(doc)).epoch == 0  # a gateway older than epochs
+    validator().validate(doc)
+
+
+def test_binary_seq_overflow_is_a_payload_error() -> None:
+    payload = encode_binary(make_batch(JOINTS, [1, 2], [[1.0, 2.0], [3.0, 4.0]]), "gw")
+    with pytest.raises(PayloadError, match="runs past"):
+        decode(payload.replace(b'"seq":0', b'"seq":18446744073709551615', 1))

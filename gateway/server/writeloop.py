@@ -1,0 +1,321 @@
+"""The ingest's state machine, without a broker: decode -> prepare -> batch -> write ->
+ack in arrival order -> commit.
+
+``receive()`` runs in the transport's thread (paho's): it decodes and encodes to line
+protocol (stateless CPU work that overlaps the writer's wait on InfluxDB) and queues the
+message in the byte-bounded Inbox. ``run()`` is the writer thread: it gathers messages
+until the line budget or the flush interval, skips duplicates (SeqTracker, keyed on
+gateway, epoch and stream), quarantines what cannot be stored, writes one body, retries
+transient errors with the shared Backoff (honouring Retry-After), splits to isolate a
+refused message, then acknowledges every message of the batch in arrival order and
+confirms the data messages to their gateways. A message received on an earlier
+connection is written but not acknowledged (its packet id means nothing on the new one).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import orjson
+
+from gateway.backoff import Backoff
+from gateway.errors import PayloadError, StoreError
+from gateway.model import SampleBatch
+from gateway.server.deadletter import DeadLetters
+from gateway.server.gapcheck import GapChecker
+from gateway.server.inbox import Inbox
+from gateway.server.influx import InfluxWriter
+from gateway.server.lineproto import encode_batch
+from gateway.server.seqtrack import SeqTracker
+from gateway.wire.payload import decode
+from gateway.wire.topics import commit_topic, data_topic
+
+log = logging.getLogger("medgw.ingest")
+
+
+class Transport(Protocol):
+    """What the ingest needs of its broker connection (paho's Client fits)."""
+
+    def ack(self, mid: int, qos: int) -> object:
+        """Acknowledge (PUBACK) one received message."""
+        ...
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0,
+                retain: bool = False) -> object:
+        """Send one message."""
+        ...
+
+
+@dataclass
+class IngestStats:
+    """What one ingest worker did; read by the CLI, /health and the tests."""
+
+    messages: int = 0
+    samples: int = 0
+    lines: int = 0
+    writes: int = 0
+    retries: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    missing: int = 0
+    status_messages: int = 0
+    stale_acks: int = 0  # written, not acknowledged: received on an earlier connection
+    gateways: dict[str, str] = field(default_factory=dict)
+    by_stream: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Pending:
+    """One received message on its way through the writer."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    generation: int = 0  # the connection it arrived on
+    lines: bytes = b""
+    n_lines: int = 0
+    n_samples: int = 0
+    stream_key: str = ""
+    gateway: str = ""
+    epoch: int = 0
+    site: str = ""
+    first_seq: int = 0
+    last_seq: int = 0
+    batch: SampleBatch | None = None  # until prepared: the lines are all the writer needs
+    decoded: bool = False
+    size: int = 0  # bytes counted against the inbox budget
+    error: str | None = None
+
+
+@dataclass
+class LoopSettings:
+    """The knobs of the write loop (from the ingest and influxdb config sections)."""
+
+    prefix: str = "medgw/v1"
+    batch_lines: int = 5000
+    flush_s: float = 0.5
+    max_pending_bytes: int = 64 * 1024 * 1024
+
+
+class WriteLoop:
+    """The ingest worker's state, driven by ``receive`` (transport thread) and ``run``."""
+
+    def __init__(self, settings: LoopSettings, writer: InfluxWriter, transport: Transport,
+                 dead_letters: DeadLetters, gap_checker: GapChecker | None = None,
+                 tracker: SeqTracker | None = None,
+                 create_database: Callable[[], bool] | None = None,
+                 backoff: Backoff | None = None) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.transport = transport
+        self.dead_letters = dead_letters
+        self.tracker = tracker or (gap_checker.tracker if gap_checker else SeqTracker())
+        self.gap_checker = gap_checker
+        self.create_database = create_database or (lambda: False)
+        self.stats = IngestStats()
+        self.inbox: Inbox[Pending] = Inbox(settings.max_pending_bytes)
+        self.generation = 0  # bumped by the transport on every (re)connection
+        self.store_error: str | None = None  # the last write failure, None once one succeeds
+        self.stop_event = threading.Event()
+        self._backoff = backoff or Backoff(0.2, 10.0)
+
+    # -- transport thread ------------------------------------------------------------------
+    def receive(self, mid: int, qos: int, topic: str, payload: bytes) -> bool:
+        """Decode one message and queue it (waits for room); never raises."""
+        item = Pending(mid, qos, topic, payload, self.generation)
+        if not topic.endswith("/status"):
+            self._decode(item)
+        item.size = len(item.payload) + len(item.lines) + 256
+        if item.batch is not None:
+            item.size += item.batch.values.nbytes + 17 * len(item.batch)
+        return self.inbox.put(item, item.size)
+
+    def _decode(self, item: Pending) -> None:
+        try:
+            gateway, epoch, batch = decode(item.payload)
+            expected = data_topic(self.settings.prefix, batch.stream)
+            if item.topic != expected:
+                raise PayloadError(f"topic {item.topic[:200]} does not match payload stream "
+                                   f"{expected}")
+            item.lines, item.n_lines = encode_batch(batch)
+        except PayloadError as err:
+            item.error = str(err)
+            return
+        except Exception as err:  # a bug, not the sender's fault: quarantine, keep going
+            log.exception("unexpected error decoding a message on %s", item.topic[:200])
+            item.error = f"internal error: {type(err).__name__}: {err}"
+            return
+        item.decoded = True
+        item.gateway, item.epoch = gateway, epoch
+        item.stream_key, item.site = batch.stream.key, batch.stream.site
+        item.first_seq, item.last_seq = batch.first_seq, batch.last_seq
+        item.n_samples = len(batch)
+        item.batch = batch
+
+    # -- writer thread ---------------------------------------------------------------------
+    def run(self) -> None:
+        """Write until stopped and drained (the writer thread's body)."""
+        while not self.stop_event.is_set() or len(self.inbox):
+            batch = self.collect()
+            if batch:
+                self.process(batch)
+            if self.gap_checker is not None:
+                self.gap_checker.check()
+                self.stats.gaps, self.stats.missing = self.gap_checker.gaps, \
+                    self.gap_checker.missing
+
+    def collect(self) -> list[Pending]:
+        """Gather messages until the line budget or the flush interval is reached."""
+        wait = self.settings.flush_s
+        if self.gap_checker is not None:
+            wait = min(wait, self.gap_checker.interval_s)
+        first = self.inbox.get(wait)
+        if first is None:
+            return []
+        batch = [self.prepare(first[0])]
+        lines = batch[0].n_lines
+        deadline = time.monotonic() + self.settings.flush_s
+        while lines < self.settings.batch_lines:
+            got = self.inbox.get(max(0.0, deadline - time.monotonic()))
+            if got is None:
+                break
+            batch.append(self.prepare(got[0]))
+            lines += batch[-1].n_lines
+        return batch
+
+    def prepare(self, item: Pending) -> Pending:
+        """Ready one message for the write; one that needs none keeps no lines.
+
+        Every message of a batch is acknowledged after the batch's write, in the order the
+        broker sent them (MQTT asks for PUBACKs in order): a duplicate or a status message
+        is not acknowledged ahead of earlier messages still waiting for InfluxDB.
+        """
+        self.stats.messages += 1
+        batch, item.batch = item.batch, None
+        if item.topic.endswith("/status"):
+            self._record_status(item)
+        elif batch is None:
+            self.quarantine(item, item.error or "not decoded")
+        else:
+            new = self.tracker.observe(batch, item.gateway, item.epoch)
+            self.stats.duplicates += item.n_samples - new
+            item.n_samples = new
+            if new:
+                return item
+        item.lines, item.n_lines = b"", 0
+        return item
+
+    def _record_status(self, item: Pending) -> None:
+        self.stats.status_messages += 1
+        try:
+            doc = orjson.loads(item.payload)
+            key = f"{str(doc['site'])[:256]}/{str(doc['gateway'])[:256]}"
+            self.stats.gateways[key] = str(doc["state"])[:64]
+        except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+            if item.payload:  # an empty retained message only clears the topic
+                self.quarantine(item, "status message is not a medgw status")
+
+    def quarantine(self, item: Pending, reason: str) -> None:
+        """Count and dead-letter a message (it is acknowledged with its batch)."""
+        self.stats.malformed += 1
+        log.warning("quarantined message on %s: %s", item.topic[:200], reason[:500])
+        self.dead_letters.send(item.topic, reason, item.payload)
+
+    def process(self, batch: list[Pending]) -> None:
+        """Write a batch, then acknowledge and confirm it; release its bytes."""
+        try:
+            if self.write(batch):
+                self.ack(batch)
+        finally:
+            self.inbox.release(sum(item.size for item in batch))
+
+    def write(self, batch: list[Pending]) -> bool:
+        """Write the batch's lines; retry transient errors, split to isolate bad messages.
+
+        Returns False only when stopping before the write succeeded: the messages stay
+        unacknowledged and the broker redelivers them.
+        """
+        n_lines = sum(item.n_lines for item in batch)
+        if n_lines == 0:  # duplicates, status or quarantined messages only: ack them
+            return True
+        return self._write_lines(b"".join(item.lines for item in batch), n_lines, batch)
+
+    def _write_lines(self, body: bytes, n_lines: int, batch: list[Pending]) -> bool:
+        while True:
+            try:
+                self.writer.write(body, n_lines)
+            except StoreError as err:
+                if err.status == 404 and self.create_database():
+                    continue  # the database did not exist yet: created, write again
+                if not err.retryable:
+                    return self._split_or_quarantine(body, n_lines, batch, err)
+                self.store_error = str(err)
+                self.stats.retries += 1
+                delay = self._backoff.next(retry_after=err.retry_after_s)
+                log.warning("InfluxDB write failed (%s); retrying in %.1f s", err, delay)
+                if self.stop_event.wait(delay):
+                    return False
+                continue
+            self._backoff.reset()
+            self.store_error = None
+            self._count_written(n_lines, batch)
+            return True
+
+    def _count_written(self, n_lines: int, batch: list[Pending]) -> None:
+        self.stats.writes += 1
+        self.stats.lines += n_lines
+        by_stream = self.stats.by_stream
+        for item in batch:
+            self.stats.samples += item.n_samples
+            if item.n_samples:
+                by_stream[item.stream_key] = by_stream.get(item.stream_key, 0) + item.n_samples
+
+    def _split_or_quarantine(self, body: bytes, n_lines: int, batch: list[Pending],
+                             err: StoreError) -> bool:
+        if len(batch) > 1:
+            half = len(batch) // 2
+            return self.write(batch[:half]) and self.write(batch[half:])
+        if err.status == 413 and n_lines > 1:
+            lines = body.splitlines(keepends=True)
+            half = len(lines) // 2
+            first, second = b"".join(lines[:half]), b"".join(lines[half:])
+            only = batch[0]
+            samples, only.n_samples = only.n_samples, 0  # count the samples once
+            ok = self._write_lines(first, half, batch)
+            only.n_samples = samples
+            return ok and self._write_lines(second, n_lines - half, batch)
+        self.quarantine(batch[0], f"InfluxDB refused the points (HTTP {err.status}): {err}")
+        batch[0].n_samples = 0
+        return True
+
+    def ack(self, batch: list[Pending]) -> None:
+        """PUBACK every message in arrival order, then confirm data to its gateways."""
+        commits: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        for item in batch:
+            if item.qos > 0:
+                if item.generation == self.generation:
+                    self.transport.ack(item.mid, item.qos)
+                else:
+                    self.stats.stale_acks += 1
+            if item.decoded:
+                commits.setdefault((item.site, item.gateway), []).append(
+                    (item.stream_key, item.first_seq))
+        for (site, gateway), done in commits.items():
+            try:
+                self.transport.publish(commit_topic(self.settings.prefix, site, gateway),
+                                       orjson.dumps({"c": done}), qos=1)
+            except (ValueError, RuntimeError, OSError) as err:
+                log.error("cannot confirm %d records to %s/%s: %s", len(done), site, gateway,
+                          err)
+
+    def stop(self) -> None:
+        """Ask the writer to drain what is queued and return."""
+        self.stop_event.set()
+        self.inbox.close()
