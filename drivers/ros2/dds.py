@@ -9,6 +9,7 @@ after that, so none ever falls back to Cyclone's default (multicast on every int
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import random
 import threading
@@ -34,6 +35,8 @@ ANY_STATE = SampleState.Any | ViewState.Any | InstanceState.Any
 
 _domains: dict[int, Domain | None] = {}
 _domains_lock = threading.Lock()
+_PRECONDITION_NOT_MET = -4  # DDS_RETCODE_PRECONDITION_NOT_MET: Domain(id) exists already
+_log = logging.getLogger("medgw.ros2.dds")
 
 
 def loopback_config(options: NetworkOptions | None = None) -> str:
@@ -103,9 +106,14 @@ def open_domain(domain_id: int, config: str) -> None:
         try:
             _domains[domain_id] = Domain(domain_id, config)
         except DDSException as err:
-            raise DeviceError(f"cannot configure DDS domain {domain_id}: {err} "
-                              "(a participant in this process already uses it unconfigured?)"
-                              ) from err
+            if err.code != _PRECONDITION_NOT_MET:
+                raise DeviceError(f"cannot configure DDS domain {domain_id}: {err}") from err
+            # the domain exists already: another component of this process (an in-process
+            # simulator configures its own loopback domain) created it; join it, loudly
+            _log.warning("DDS domain %d was already created in this process by another "
+                         "component; the driver joins it with that component's configuration, "
+                         "not its own network options", domain_id)
+            _domains[domain_id] = None
 
 
 def open_participant(domain_id: int, network: NetworkOptions | None = None) -> DomainParticipant:

@@ -41,10 +41,10 @@ class Simulators:
 
     def __init__(self, data: dict[str, Any], carriers: int = 12, arms: tuple[str, ...] = (
             "PSM1", "PSM2", "ECM")) -> None:
-        from drivers.ros2 import dds
         from gateway.ops.services import free_port
+        from simulators.surgical_robot import pick_domain_id
 
-        self.domain = dds.pick_domain_id()
+        self.domain = pick_domain_id()
         self.opcua_port = free_port()
         self.carriers = carriers
         self.arms = arms
@@ -101,9 +101,8 @@ class Simulators:
 
     def start(self) -> None:
         """Start both simulators (the carrier server first: the driver connects to it)."""
-        from drivers.ros2 import dds
-        from simulators.surgical_robot.sim import RobotSimulator
-        from simulators.surgical_robot.sim import SimConfig as RobotConfig
+        from simulators.surgical_robot import QosOptions, RobotSimulator
+        from simulators.surgical_robot import SimConfig as RobotConfig
 
         self._carrier_thread.start()
         self._carrier_ready.wait(30)
@@ -111,7 +110,7 @@ class Simulators:
             raise ServiceError(f"carrier simulator failed: {self._carrier_error}")
         self._robot = RobotSimulator(RobotConfig(arms=list(self.arms), rate_hz=100.0,
                                                  domain_id=self.domain,
-                                                 qos=dds.QosOptions(depth=100))).start()
+                                                 qos=QosOptions(depth=100))).start()
 
     def stop(self) -> None:
         """Stop both simulators."""

@@ -6,6 +6,7 @@ Mounted by the main CLI as ``medgw sim robot``; also runnable as
 
 from __future__ import annotations
 
+import enum
 import json
 import signal
 import threading
@@ -14,8 +15,16 @@ from typing import Annotated
 
 import typer
 
-from drivers.ros2 import dds
+from simulators.surgical_robot import dds
 from simulators.surgical_robot.sim import SAMPLED_TOPICS, RobotSimulator, SimConfig
+
+
+class Transport(str, enum.Enum):
+    """How the simulator publishes."""
+
+    CYCLONEDDS = "cyclonedds"
+    RCLPY = "rclpy"
+
 
 app = typer.Typer(help="Simulated dVRK-like surgical robot publishing CRTK topics over DDS.")
 
@@ -43,6 +52,9 @@ def robot(
     duration: Annotated[float | None, typer.Option(min=0, help="stop after this many seconds")
                         ] = None,
     cycle: Annotated[float, typer.Option(min=1, help="procedure cycle length, s")] = 60.0,
+    transport: Annotated[Transport, typer.Option(
+        help="cyclonedds (own IdlStruct types) or rclpy (a real node on the system's RMW)")
+    ] = Transport.CYCLONEDDS,
     interface: Annotated[str, typer.Option(help="network interface for DDS")] = "lo",
     wait_subscribers: Annotated[float, typer.Option(
         help="wait up to this many seconds for a reader on every topic before publishing")
@@ -54,7 +66,7 @@ def robot(
     """Publish the robot's topics until Ctrl-C, --duration or --count."""
     config = SimConfig(
         arms=_split(arms) or ["PSM1"], rate_hz=rate, domain_id=domain, topics=_split(topics),
-        events=events, max_samples=count, cycle_s=cycle,
+        events=events, max_samples=count, cycle_s=cycle, transport=transport.value,
         network=dds.NetworkOptions(interface=interface),
         qos=dds.QosOptions(depth=history_depth),
     )
@@ -67,7 +79,7 @@ def robot(
             typer.echo("warning: not every topic has a subscriber; publishing anyway", err=True)
         sim.start()
         typer.echo(f"publishing {len(sim.topics())} topics of {','.join(config.arms)} at "
-                   f"{rate:g} Hz on DDS domain {domain}", err=True)
+                   f"{rate:g} Hz on DDS domain {domain} ({transport.value})", err=True)
         deadline = None if duration is None else time.monotonic() + duration
         while not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:

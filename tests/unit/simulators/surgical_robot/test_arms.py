@@ -1,16 +1,14 @@
-"""The robot simulator's motion model and encoders (device side of the ros2 tests)."""
+"""The robot simulator's motion model (device side of the ros2 tests)."""
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.ros2 import msgs
-from simulators.surgical_robot import arms, encode
+from simulators.surgical_robot import arms
 
 
 @settings(max_examples=50, deadline=None)
@@ -40,32 +38,3 @@ def test_procedure_has_phases_and_tool_changes() -> None:
     retracting = [arms.phase_at(float(t), 60.0, model)[0] == "tool_change" for t in times]
     working = [arms.phase_at(float(t), 60.0, model)[0] == "suturing" for t in times]
     assert q[retracting, 2].min() < q[working, 2].mean()  # the instrument comes out
-
-
-def test_batch_encoder_matches_rosbags(ros_cdr: Any) -> None:
-    names = ("outer_yaw", "outer_pitch", "outer_insertion")
-    zeros = np.zeros(3)
-    enc = encode.BatchEncoder("sensor_msgs/msg/JointState",
-                              encode.joint_state(0, "PSM1_base", names, zeros, zeros, zeros))
-    stamps = np.array([1_700_000_000_123_456_789, 1_700_000_001_000_000_001], dtype=np.int64)
-    values = np.arange(18, dtype=np.float64).reshape(2, 9)
-    for stamp, row, payload in zip(stamps, values, enc.encode(stamps, values), strict=True):
-        per_joint = row.reshape(3, 3)
-        message = msgs.JointState(
-            msgs.Header(msgs.Time(int(stamp) // 10**9, int(stamp) % 10**9), "PSM1_base"),
-            list(names), per_joint[:, 0].tolist(), per_joint[:, 1].tolist(),
-            per_joint[:, 2].tolist())
-        assert payload == ros_cdr(message)
-
-
-def _same_up_to_padding(ours: bytes, theirs: bytes) -> bool:
-    """Cyclone writers pad payloads to 4 bytes with zeros; rosbags does not."""
-    return ours[:len(theirs)] == theirs and ours[len(theirs):] == b"\x00" * (-len(theirs) % 4)
-
-
-def test_event_encoders_match_rosbags(ros_cdr: Any) -> None:
-    state = msgs.OperatingState(msgs.Header(msgs.Time(3, 4), ""), "FAULT", True, False)
-    assert _same_up_to_padding(encode.operating_state(3 * 10**9 + 4, "FAULT", True, False),
-                               ros_cdr(state))
-    text = msgs.String("PSM1: tool change")
-    assert _same_up_to_padding(encode.string(text.data), ros_cdr(text))
