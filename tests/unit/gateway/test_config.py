@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError
 from gateway.plugins import driver_names, load_driver
 from tests.helpers import sample_config_path
@@ -115,3 +115,107 @@ def test_every_driver_loads_its_sample_config(name: str) -> None:
     assert (path.parent / "README.md").exists(), f"driver {name} has no README.md"
     loaded = load_config(path)
     assert any(device.driver == name for device in loaded.config.devices)
+
+
+# ---------------------------------------------------------------- never a traceback (#10)
+def test_a_non_utf8_file_is_a_config_error_naming_line_and_byte(tmp_path: Path) -> None:
+    path = tmp_path / "gw.yaml"
+    path.write_bytes(BASE.encode() + b"# caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    line = BASE.count("\n") + 1
+    assert f"not UTF-8 text: byte 0xe9 at line {line}" in str(info.value)
+
+
+@pytest.mark.parametrize("text", [
+    "a: " + "[" * 5000 + "]" * 5000,
+    "a: " + "{b: " * 3000 + "1" + "}" * 3000,
+    "- " * 5000 + "x",
+])
+def test_deeply_nested_yaml_is_a_config_error(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="YAML nested too deeply") as info:
+        load_config(write(tmp_path, text))
+    assert str(tmp_path) in str(info.value)
+
+
+def test_deep_nesting_inside_a_section_names_the_key(tmp_path: Path) -> None:
+    nested: object = 1
+    for _ in range(3000):
+        nested = [nested]
+    with pytest.raises(ConfigError) as info:
+        parse_config({"site": "s", "gateway": "g", "devices": [
+            {"name": "d", "driver": "synthetic", "options": {"streams": nested}}]}, "gw.yaml")
+    assert "gw.yaml" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["2024-13-45", "2024-02-30 10:00:00"])
+def test_a_yaml_date_that_does_not_exist_is_a_config_error(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, BASE + f"when: {value}\n"))
+
+
+def test_an_oversized_file_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "gw.yaml"
+    path.write_bytes(b"#" * (5 * 1024 * 1024))
+    with pytest.raises(ConfigError, match="larger than 4 MiB"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("prefix", "message"), [
+    ("medgw/#", "contains '#'"),
+    ("medgw/+/v1", "contains '[+]'"),
+    ("medgw//v1", "empty level"),
+    ("/medgw/v1", "empty level"),
+    ("medgw/v1/", "empty level"),
+    ("", "empty level"),
+    ("$SYS/medgw", "starts with '\\$'"),
+    ("medgw/\x00", "NUL"),
+    ("m" * 2000, "more than 1024"),
+    ("medgw/\udc80", "not valid UTF-8"),
+])
+def test_topic_prefixes_a_broker_refuses_are_config_errors(prefix: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config({"site": "s", "gateway": "g", "mqtt": {"topic_prefix": prefix}},
+                     "gw.yaml")
+    assert info.value.key == "mqtt.topic_prefix" and info.value.file == "gw.yaml"
+
+
+def test_valid_topic_prefixes_load() -> None:
+    for prefix in ("medgw/v1", "site-a/medgw/v1", "hospital.eu/m_g-w/v1", "m"):
+        assert parse_config({"site": "s", "gateway": "g",
+                             "mqtt": {"topic_prefix": prefix}}).config.mqtt.topic_prefix == prefix
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ("mqtt", "password"), ("influxdb", "password"), ("influxdb", "token")])
+def test_inline_secrets_are_config_errors_saying_how_to_write_them(section: str,
+                                                                   key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"site": "s", "gateway": "g", section: {key: "hunter2"}}, "gw.yaml")
+    assert info.value.key == f"{section}.{key}"
+    assert "never written in the config: write {env: VARIABLE} or {file:" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(("mqtt", "key"), [
+    ({"client_id": ""}, "mqtt.client_id"), ({"client_id": "a\x00b"}, "mqtt.client_id"),
+    ({"username": "x" * 70_000}, "mqtt.username"),
+])
+def test_mqtt_strings_a_broker_refuses_are_config_errors(mqtt: dict[str, str],
+                                                         key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"site": "s", "gateway": "g", "mqtt": mqtt}, "gw.yaml")
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize(("stream", "message"), [
+    ({"name": "status"}, "reserved"),
+    ({"name": "s", "measurement": "a b"}, "pattern"),
+])
+def test_synthetic_streams_the_ingest_refuses_are_config_errors(stream: dict[str, str],
+                                                                message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config({"site": "s", "gateway": "g", "devices": [
+            {"name": "d", "driver": "synthetic", "options": {"streams": [stream]}}]}, "gw.yaml")
+    assert (info.value.key or "").startswith("devices[0].options.streams[0]")

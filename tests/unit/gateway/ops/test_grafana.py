@@ -246,3 +246,34 @@ def test_cli_render_and_push(fake_grafana: str, tmp_path: Path) -> None:
                                       "--token", "t"])
     assert pushed.exit_code == 0, pushed.output
     assert "medgw-carriers" in pushed.output and "medgw-temperature-excursion" in pushed.output
+
+
+def test_the_catalog_reads_the_typed_opcua_options() -> None:
+    from drivers.opcua import OpcUaOptions
+    from gateway.ops.grafana.catalog import build_catalog
+
+    loaded = _both()
+    data = loaded.config.model_dump(mode="json")
+    data["devices"][1]["options"].update(
+        measurement="tube", event_measurement="tube_event",
+        events={"temperature_field": "cold_box", "door_field": "hatch",
+                "alarm_field": "fault_code", "mission_field": "job_state"})
+    second = dict(data["devices"][1], name="fleet-2")
+    second["options"] = dict(second["options"], measurement="agv", event_measurement="agv_ev")
+    data["devices"].append(second)
+    typed = parse_config(data)
+    assert isinstance(typed.driver_options["fleet-2"], OpcUaOptions)
+    catalog = build_catalog(typed)
+    assert catalog.carrier is not None
+    assert (catalog.carrier.measurement, catalog.carrier.event_measurement) == ("tube",
+                                                                                "tube_event")
+    assert (catalog.carrier.temperature, catalog.carrier.door, catalog.carrier.alarm,
+            catalog.carrier.mission) == ("cold_box", "hatch", "fault_code", "job_state")
+    # every carrier device's measurements, not only the first one's
+    assert {"tube", "tube_event", "agv", "agv_ev"} <= set(catalog.measurements)
+    assert catalog.carrier_devices == (data["devices"][1]["name"], "fleet-2")
+
+
+def test_the_catalog_has_no_hard_coded_option_defaults() -> None:
+    source = (Path(__file__).resolve().parents[4] / "gateway/ops/grafana/catalog.py").read_text()
+    assert "getattr(" not in source
