@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Coroutine
@@ -18,6 +17,14 @@ from gateway.ops.services import MosquittoService
 from gateway.ring import RingStore, StreamRing
 
 T = TypeVar("T")
+
+
+async def cancel_all() -> None:
+    """Cancel every other task of the running loop and wait until they finished."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class DriverThread:
@@ -47,9 +54,7 @@ class DriverThread:
 
     def __exit__(self, *exc: object) -> None:
         if self.task is not None:
-            self.loop.call_soon_threadsafe(self.task.cancel)
-            with contextlib.suppress(BaseException):  # cancelled is the normal end
-                self.task.result(10)
+            asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(15)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
