@@ -28,6 +28,7 @@ from gateway.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"  # safe as an MQTT topic level and an InfluxDB tag value
+MAX_NAME = 128  # site, gateway, device: topic levels and tag values, kept short (issue 13 #1)
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a gateway config is a few kB; more is not a config
 MAX_TOPIC_PREFIX_BYTES = 1024  # the whole topic (prefix/site/device/stream) must stay < 64 KiB
 MAX_MQTT_STRING_BYTES = 65_535  # MQTT UTF-8 strings (client id, user name)
@@ -183,8 +184,11 @@ class InfluxConfig(Strict):
     """Where the ingest writes: InfluxDB 1.x (v1) or a v2 write API (InfluxDB 2.x/3.x)."""
 
     backend: Literal["v1", "v2"] = "v1"
-    url: str = "http://127.0.0.1:8086"
-    database: str = "medgw"
+    url: str = Field(default="http://127.0.0.1:8086", pattern=r"^https?://[^\s/?#]+[^\s]*$",
+                     description="http(s)://host:port[/path]")
+    database: str = Field(default="medgw", min_length=1, max_length=255,
+                          pattern=r'^[^\x00-\x1f"\\]+$', description="no quotes, "
+                          "backslashes or control characters")
     retention_policy: str | None = None
     username: str | None = None
     password: SecretRef | None = None
@@ -249,7 +253,7 @@ class HealthConfig(Strict):
 class DeviceConfig(Strict):
     """One device (or fleet) served by one driver; ``options`` belong to the driver."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME)
     driver: str
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
@@ -258,8 +262,8 @@ class DeviceConfig(Strict):
 class GatewayConfig(Strict):
     """The whole edge-box configuration."""
 
-    site: str = Field(pattern=NAME_PATTERN)
-    gateway: str = Field(pattern=NAME_PATTERN)
+    site: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME)
+    gateway: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME)
     mqtt: MqttConfig = MqttConfig()
     publisher: PublisherConfig = PublisherConfig()
     spool: SpoolConfig = SpoolConfig()

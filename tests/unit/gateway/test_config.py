@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -219,3 +220,18 @@ def test_synthetic_streams_the_ingest_refuses_are_config_errors(stream: dict[str
         parse_config({"site": "s", "gateway": "g", "devices": [
             {"name": "d", "driver": "synthetic", "options": {"streams": [stream]}}]}, "gw.yaml")
     assert (info.value.key or "").startswith("devices[0].options.streams[0]")
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({"gateway": "g" * 65_600}, "gateway"),
+    ({"site": "s" * 129}, "site"),
+    ({"influxdb": {"url": "ftp://127.0.0.1:8086"}}, "influxdb.url"),
+    ({"influxdb": {"url": "http://"}}, "influxdb.url"),
+    ({"influxdb": {"database": 'a"b'}}, "influxdb.database"),
+    ({"influxdb": {"database": "a\nb"}}, "influxdb.database"),
+])
+def test_values_a_server_refuses_are_config_errors_naming_the_key(data: dict[str, Any],
+                                                                  key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"site": "s", "gateway": "g", **data}, "gw.yaml")
+    assert info.value.key == key and len(str(info.value)) < 1000
