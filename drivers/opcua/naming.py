@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from drivers.opcua.mapping import snake_case, topic_safe
+from gateway.model import RESERVED_FIELDS, RESERVED_STREAMS  # the one rule (validate_stream)
 
-RESERVED_FIELDS = frozenset({"quality", "seq", "text", "time"})  # written by the ingest itself
-RESERVED_STREAMS = frozenset({"status"})  # medgw/v1/{site}/{gateway}/status is the birth topic
+__all__ = ["RESERVED_FIELDS", "RESERVED_STREAMS", "Renamed", "disambiguate", "field_name",
+           "field_suffix", "short_hash", "stream_name", "stream_suffix"]
 _EXACT_FIELD = re.compile(r"[A-Za-z0-9_ -]+")  # spaces and hyphens separate words
 _EXACT_STREAM = re.compile(r"[A-Za-z0-9_.-]+")
 _MAX_NAME = 120  # long browse names are cut (with a suffix): topic levels, field keys stay short

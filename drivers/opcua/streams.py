@@ -13,7 +13,6 @@ from drivers.opcua.discovery import Variable
 from drivers.opcua.mapping import EVENT_FIELDS, EVENT_LABELS, EventDetector, UniqueTimes
 from drivers.opcua.options import OpcUaOptions
 from gateway.driver import DriverContext
-from gateway.errors import MedgwError
 from gateway.model import StreamKind
 from gateway.ring import StreamRing
 
@@ -124,7 +123,7 @@ class StreamTable:
             if event_spec is not None:
                 stream.event_ring = self.ctx.add_stream(event_spec)
                 stream.detector = EventDetector(rules.rule(), fields)
-        except (ValueError, MedgwError) as err:
+        except ValueError as err:  # StreamSpecError, or a ring of that name and another shape
             self._refuse(name, group, err)
             return None
         self.streams[name] = stream

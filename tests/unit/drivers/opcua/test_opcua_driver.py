@@ -174,3 +174,20 @@ def test_a_probe_error_of_any_kind_is_reported_not_swallowed(
                         endpoints_returning(ua.UaStatusCodeError(ua.StatusCodes.BadTimeout)))
     note = asyncio.run(check_server_certificate(secure(pki)))
     assert note is not None and "BadTimeout" in note
+
+
+def test_a_carrier_whose_stream_is_refused_is_skipped_alone_and_counted() -> None:
+    from drivers.opcua.discovery import Variable
+
+    driver = make_driver()
+    table = driver.table
+    variables = [Variable(ua.NodeId(f"{c}.{f}", 2), c, f, "", f"Fleet/{c}/{f}")
+                 for c, f in (("carrier-01", "battery"), ("carrier-02", "bad\\field"),
+                              ("carrier-02", "battery"), ("carrier-03", "battery"))]
+    bound = table.bind(variables)
+    assert sorted({b.stream.name for b in bound}) == ["carrier-01", "carrier-03"]
+    assert driver.stats.refused == ("carrier-02",)
+    table.bind(variables[1:3])  # seen again at the next rediscovery: counted once
+    value = driver.ctx.metrics.registry.get_sample_value(
+        "medgw_malformed_messages_total", {"source": "fleet", "reason": "stream_refused"})
+    assert value == 1
