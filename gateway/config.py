@@ -223,10 +223,11 @@ class IngestConfig(Strict):
     max_pending_bytes: int = Field(default=64 * 1024 * 1024, ge=65536, description="bytes "
                                    "received and not yet written and acknowledged; the "
                                    "worker stops reading from the broker above it")
-    health_port: int | None = Field(default=9109, ge=0, le=65535, description="loopback "
+    health_port: int | None = Field(default=None, ge=0, le=65535, description="loopback "
                                     "port of the worker's /health and /metrics (medgw "
-                                    "ingest; host from health.host); 0: any free port, "
-                                    "null: off. Several workers on one box: one port each")
+                                    "ingest; host from health.host); 0: any free port; "
+                                    "null (default, as several workers may share one file):"
+                                    " off unless given as medgw ingest --health-port N")
     session_expiry_s: int = Field(default=0, ge=0, description="broker keeps a stopped "
                                   "worker's session this long (0: clean session; the gateways' "
                                   "end-to-end confirmation resends what a dead worker held)")

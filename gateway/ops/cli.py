@@ -98,16 +98,20 @@ def run(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = Fals
 
 
 @app.command()
-def ingest(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = False) -> None:
+def ingest(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = False,
+           health_port: Annotated[int | None, typer.Option(
+               help="serve /health and /metrics on this loopback port (overrides "
+               "ingest.health_port; 0: any free port)", min=0, max=65535)] = None) -> None:
     """Run an ingest worker: MQTT shared subscription -> InfluxDB, until SIGTERM/SIGINT."""
     setup_logging(log_json, verbose)
     loaded = _load(config)
     from gateway.server.ingest import Ingest
 
+    port = health_port if health_port is not None else loaded.config.ingest.health_port
     try:
         worker = Ingest(loaded)
-        if loaded.config.ingest.health_port is not None:  # /health and /metrics
-            worker.serve_status(loaded.config.health.host, loaded.config.ingest.health_port)
+        if port is not None:  # /health and /metrics
+            worker.serve_status(loaded.config.health.host, port)
         worker.start()
         worker.wait_subscribed(30)
     except MedgwError as err:
