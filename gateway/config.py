@@ -30,6 +30,7 @@ M = TypeVar("M", bound=BaseModel)
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"  # safe as an MQTT topic level and an InfluxDB tag value
 MAX_NAME = 128  # site, gateway, device: topic levels and tag values, kept short (issue 13 #1)
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a gateway config is a few kB; more is not a config
+MAX_CONFIG_VALUES = 100_000  # after YAML aliases are expanded (an alias bomb is not a config)
 MAX_TOPIC_PREFIX_BYTES = 1024  # the whole topic (prefix/site/device/stream) must stay < 64 KiB
 MAX_MQTT_STRING_BYTES = 65_535  # MQTT UTF-8 strings (client id, user name)
 _TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
@@ -381,7 +382,11 @@ def load_config(path: str | Path) -> LoadedConfig:
 def parse_yaml(text: str, file: str = "<config>") -> Any:
     """Parse YAML text; any problem (syntax, nesting, a bad date) is a ConfigError."""
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
+        if _expanded_size(data, {}) > MAX_CONFIG_VALUES:
+            raise ConfigError(f"not a config: its YAML aliases expand to more than"
+                              f" {MAX_CONFIG_VALUES:,} values", file)
+        return data
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -392,3 +397,16 @@ def parse_yaml(text: str, file: str = "<config>") -> Any:
         raise ConfigError("not a config: YAML nested too deeply", file) from err
     except (ValueError, TypeError, OverflowError) as err:  # e.g. a date like 2024-13-45
         raise ConfigError(f"not valid YAML: a value cannot be read ({err})", file) from err
+
+
+def _expanded_size(data: Any, seen: dict[int, int]) -> int:
+    """Count the values of parsed YAML as validation will see them (aliases expanded)."""
+    if not isinstance(data, (dict, list)):
+        return 1
+    known = seen.get(id(data))
+    if known is not None:
+        return known
+    children = data.items() if isinstance(data, dict) else enumerate(data)
+    size = 1 + sum(_expanded_size(value, seen) for _, value in children)
+    seen[id(data)] = size
+    return size

@@ -235,3 +235,12 @@ def test_values_a_server_refuses_are_config_errors_naming_the_key(data: dict[str
     with pytest.raises(ConfigError) as info:
         parse_config({"site": "s", "gateway": "g", **data}, "gw.yaml")
     assert info.value.key == key and len(str(info.value)) < 1000
+
+
+def test_a_yaml_alias_bomb_is_refused_before_validation(tmp_path: Path) -> None:
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        name, previous = chr(ord("a") + i), chr(ord("a") + i - 1)
+        levels.append(f"{name}: &{name} [{', '.join(['*' + previous] * 10)}]")
+    with pytest.raises(ConfigError, match="aliases expand to more than 100,000 values"):
+        load_config(write(tmp_path, BASE + "\n".join(levels) + "\n"))
