@@ -62,7 +62,7 @@ def agv(
     host: Annotated[str, typer.Option(help="fleet broker host")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="fleet broker port")] = 1883,
     vehicles: Annotated[int, typer.Option(help="fleet size")] = 4,
-    rate: Annotated[float, typer.Option(help="state rate per vehicle, Hz (1-10)")] = 2.0,
+    rate: Annotated[float, typer.Option(help="state rate per vehicle, Hz (the spec: 1-10)")] = 2.0,
     versions: Annotated[str, typer.Option(
         help="comma list assigned round-robin: 2.0.0, 2.1.0, 3.0.0")] = "2.0.0,3.0.0",
     interface: Annotated[str, typer.Option(help="interfaceName topic level")] = "uagv",
@@ -72,7 +72,10 @@ def agv(
         help="environment variable holding the broker password")] = None,
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
     fault: Annotated[list[str] | None, typer.Option(
-        help="AT:ACTION:SERIAL[:ARG], repeatable (see the module help)")] = None,
+        help="AT:ACTION:SERIAL[:ARG], repeatable: at AT seconds one of fatal, warning, clear, "
+             "estop, release, drop (ARG states), disconnect (the Will), connect, restart, "
+             "offline, malformed (ARG json|type|version), mode (ARG e.g. MANUAL); "
+             "e.g. 10:fatal:agv-02 15:drop:agv-01:5")] = None,
 ) -> None:
     """Connect the fleet and publish until interrupted (or ``--duration``)."""
     if not 0.1 <= rate <= 50:
