@@ -56,6 +56,7 @@ class FleetConfig:
     manufacturer: str = "medgw-sim"
     username: str | None = None
     password: str | None = None
+    ca_file: str | None = None  # TLS towards the broker when set
     state_qos: int = 0  # the spec's choice for state
     keepalive_s: int = 5  # short: the broker publishes a dead vehicle's Will soon
 
@@ -112,6 +113,8 @@ class AgvFleet:
                              protocol=mqtt.MQTTv311, clean_session=True)
         if self.config.username is not None:
             client.username_pw_set(self.config.username, self.config.password)
+        if self.config.ca_file is not None:
+            client.tls_set(ca_certs=self.config.ca_file)
         will = json.dumps(model.connection("CONNECTIONBROKEN")).encode()
         client.will_set(model.topic("connection"), will, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=2)

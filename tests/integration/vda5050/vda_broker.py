@@ -30,13 +30,14 @@ async def cancel_all() -> None:
 class DriverThread:
     """Runs ``Vda5050Driver.run`` until stopped; the test thread inspects its rings."""
 
-    def __init__(self, broker: MosquittoService, **options: Any) -> None:
+    def __init__(self, service: MosquittoService, **options: Any) -> None:
         self.store = RingStore()
         self.metrics = GatewayMetrics()
         self.ctx = DriverContext("site", "fleet", self.store, self.metrics,
                                  logging.getLogger("test.vda5050"))
-        opts = {"broker": {"port": broker.port, "connect_timeout_s": 3},
-                "reconnect_initial_s": 0.2, "reconnect_max_s": 1.0, **options}
+        broker = {"port": service.port, "connect_timeout_s": 3, **options.pop("broker", {})}
+        opts = {"broker": broker, "reconnect_initial_s": 0.2, "reconnect_max_s": 1.0,
+                **options}
         self.driver = Vda5050Driver(self.ctx, Vda5050Options.model_validate(opts))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
