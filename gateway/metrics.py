@@ -81,6 +81,15 @@ class GatewayMetrics:
             "medgw_middleware_samples_lost", "Samples the middleware reports it lost or "
             "rejected before the driver saw them (DDS SAMPLE_LOST / SAMPLE_REJECTED)",
             ["device", "topic", "kind"], registry=r)
+        self.publisher_errors = Counter(
+            "medgw_publisher_errors", "Unexpected errors in the publisher thread or its MQTT "
+            "callbacks (logged with a traceback; the loop restarts)", ["where"], registry=r)
+        self.spool_write_errors = Counter(
+            "medgw_spool_write_errors", "Spool writes that failed (disk full, quota, I/O); "
+            "the spool policy applied", registry=r)
+        self.spool_cut_records = Counter(
+            "medgw_spool_recovery_cut_records", "Damaged or torn spool records recovery cut "
+            "at start-up (the intact records around them are kept)", registry=r)
 
     def child(self, metric: MetricT, *labels: str) -> MetricT:
         """Return ``metric.labels(*labels)``, looked up once (``labels()`` takes a lock and
