@@ -96,7 +96,7 @@ async def discover(client: Client, options: OpcUaOptions) -> Discovery:
 
 def name_hits(hits: list[Hit]) -> tuple[list[Candidate], list[Renamed]]:
     """Name the streams and fields of browse hits (see naming.py), then apply the filters."""
-    unique = list({h.path: h for h in hits}.values())  # two patterns may match one node
+    unique = list({h.node_id: h for h in hits}.values())  # two patterns may match one node
     notes: list[Renamed] = []
     streams = [_named(stream_name, h.path[-2], "/".join(h.path[:-1]), notes)
                if len(h.path) > 1 else "objects" for h in unique]
