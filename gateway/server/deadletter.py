@@ -47,13 +47,15 @@ class DeadLetters:
         self.failures = 0  # publishes or file writes that failed
         self.last_failure: str | None = None
 
-    def envelope(self, topic: str, reason: str, payload: bytes) -> bytes:
-        """Return the dead-letter document of one message."""
+    def envelope(self, topic: str, reason: str, payload: bytes,
+                 size: int | None = None) -> bytes:
+        """Return the dead-letter document of one message (``size``: as received)."""
         kept = payload[:self.max_payload_bytes]
+        size = len(payload) if size is None else max(size, len(payload))
         return orjson.dumps({
             "topic": topic[:1024], "topic_bytes": len(topic.encode("utf-8", "replace")),
             "reason": reason[:2000], "received_ns": time.time_ns(),
-            "payload_bytes": len(payload), "truncated": len(kept) < len(payload),
+            "payload_bytes": size, "truncated": len(kept) < size,
             "payload": kept.decode("utf-8", "replace"),
         })
 
@@ -64,9 +66,9 @@ class DeadLetters:
             return f"{self.topic}/_too_long"
         return full
 
-    def send(self, topic: str, reason: str, payload: bytes) -> None:
+    def send(self, topic: str, reason: str, payload: bytes, size: int | None = None) -> None:
         """Publish and store one dead letter; never raises."""
-        envelope = self.envelope(topic, reason, payload)
+        envelope = self.envelope(topic, reason, payload, size)
         ok = True
         try:
             self.transport.publish(self.topic_for(topic), envelope, qos=1)

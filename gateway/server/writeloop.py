@@ -37,6 +37,8 @@ from gateway.wire.topics import commit_topic, data_topic
 
 log = logging.getLogger("medgw.ingest")
 
+MAX_STATUS_BYTES = 64 * 1024  # a gateway's birth/death message is a few hundred bytes
+
 
 class Transport(Protocol):
     """What the ingest needs of its broker connection (paho's Client fits)."""
@@ -77,8 +79,9 @@ class Pending:
     mid: int
     qos: int
     topic: str
-    payload: bytes
+    payload: bytes  # its head only (what a dead letter keeps) once decoded
     generation: int = 0  # the connection it arrived on
+    payload_bytes: int = 0  # the size as received
     lines: bytes = b""
     n_lines: int = 0
     n_samples: int = 0
@@ -128,10 +131,19 @@ class WriteLoop:
 
     # -- transport thread ------------------------------------------------------------------
     def receive(self, mid: int, qos: int, topic: str, payload: bytes) -> bool:
-        """Decode one message and queue it (waits for room); never raises."""
-        item = Pending(mid, qos, topic, payload, self.generation)
+        """Decode one message and queue it (waits for room); never raises.
+
+        Only the head of the payload is kept past the decode (a dead letter carries no
+        more), so a large message costs its lines and arrays, a large malformed one nothing.
+        """
+        item = Pending(mid, qos, topic, payload, self.generation, len(payload))
         if not topic.endswith("/status"):
             self._decode(item)
+        elif len(payload) > MAX_STATUS_BYTES:
+            item.error = f"status message of {len(payload)} bytes is not a medgw status"
+        keep = self.dead_letters.max_payload_bytes
+        if item.error is not None or (len(payload) > keep and not topic.endswith("/status")):
+            item.payload = payload[:keep]
         item.size = len(item.payload) + len(item.lines) + 256
         if item.batch is not None:
             item.size += item.batch.values.nbytes + 17 * len(item.batch)
@@ -214,6 +226,9 @@ class WriteLoop:
 
     def _record_status(self, item: Pending) -> None:
         self.stats.status_messages += 1
+        if item.error is not None:
+            self.quarantine(item, item.error)
+            return
         try:
             doc = orjson.loads(item.payload)
             key = f"{str(doc['site'])[:256]}/{str(doc['gateway'])[:256]}"
@@ -226,7 +241,7 @@ class WriteLoop:
         """Count and dead-letter a message (it is acknowledged with its batch)."""
         self.stats.malformed += 1
         log.warning("quarantined message on %s: %s", item.topic[:200], reason[:500])
-        self.dead_letters.send(item.topic, reason, item.payload)
+        self.dead_letters.send(item.topic, reason, item.payload, item.payload_bytes)
 
     def process(self, batch: list[Pending]) -> None:
         """Write a batch, then acknowledge and confirm it; release its bytes."""
