@@ -186,9 +186,11 @@ class Vda5050Driver:
             lost.set()
 
         client = self._client()
+        # before the first message of the new session (the old network thread has ended):
+        # what was missed while medgw was away is medgw's gap, not the vehicles'
+        self.fleet.rebase()
         await self._open(client, self.fleet.handle, mark_lost)
         self.sessions += 1
-        self.fleet.rebase()
         self.last_error = None
         self.ctx.set_error(None)
         self.ctx.set_connected(True)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.ops.services import MosquittoService
 from simulators.agv import AgvFleet, FleetConfig
@@ -153,3 +155,36 @@ def test_one_vehicle_sending_garbage_does_not_stop_the_others(
     assert [driver.states(s) for s in SERIALS] == [3, 3, 3, 3]
     assert driver.vehicle("agv-01").stats.quarantined == 0
     assert driver.vehicle("agv-04").stats.missing == 0  # garbage takes no headerId
+
+
+def test_medgw_session_loss_is_not_counted_as_source_loss(fleet_broker: MosquittoService,
+                                                         fleet: AgvFleet) -> None:
+    # the first retry comes 1-2 s after the loss: the four ticks below take milliseconds
+    with DriverThread(fleet_broker, reconnect_initial_s=2.0, reconnect_max_s=2.0) as driver:
+        wait_until(lambda: len(driver.driver.fleet.vehicles) == 4, 10, message="vehicles")
+        for _ in range(3):
+            fleet.tick()
+        wait_until(lambda: all_states(driver, fleet), 10, message="states before")
+        # a client taking over medgw's client id: the broker drops medgw's session
+        imposter = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="medgw-vda5050-fleet",
+                               protocol=mqtt.MQTTv311)
+        imposter.connect("127.0.0.1", fleet_broker.port)
+        imposter.loop_start()
+        try:
+            wait_until(lambda: not driver.ctx.state.connected, 10, message="medgw dropped")
+            for _ in range(4):
+                fleet.tick()  # sent, but medgw is not there to receive
+        finally:
+            imposter.disconnect()
+            imposter.loop_stop()
+        wait_until(lambda: driver.driver.sessions == 2 and driver.ctx.state.connected, 20,
+                   message="medgw back")
+        for _ in range(3):
+            fleet.tick()
+        wait_until(lambda: all(driver.states(s) == 6 for s in SERIALS), 10,
+                   message="the states after the outage")
+    assert [driver.states(s) for s in SERIALS] == [6, 6, 6, 6]  # 4 each missed by medgw
+    assert [len(driver.texts(f"{s}.source_gap")) for s in SERIALS] == [0, 0, 0, 0]
+    gap_s = driver.metrics.registry.get_sample_value("medgw_device_gap_seconds_total",
+                                                     {"device": "fleet"})
+    assert gap_s is not None and gap_s > 0  # medgw's own loss, reported as such
