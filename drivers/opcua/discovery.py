@@ -7,6 +7,8 @@ is discovered in a handful of round trips. Read-only: Browse, Read and Translate
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +76,7 @@ class Hit:
     node_id: ua.NodeId
     path: tuple[str, ...]
     spec: BrowseSpec
+    twin: bool = False  # another node has the same browse path (e.g. in another namespace)
 
 
 async def discover(client: Client, options: OpcUaOptions) -> Discovery:
@@ -97,6 +100,8 @@ async def discover(client: Client, options: OpcUaOptions) -> Discovery:
 def name_hits(hits: list[Hit]) -> tuple[list[Candidate], list[Renamed]]:
     """Name the streams and fields of browse hits (see naming.py), then apply the filters."""
     unique = list({h.node_id: h for h in hits}.values())  # two patterns may match one node
+    shared = {path for path, n in Counter(h.path for h in unique).items() if n > 1}
+    unique = [dataclasses.replace(h, twin=h.path in shared) for h in unique]
     notes: list[Renamed] = []
     streams = [_named(stream_name, h.path[-2], "/".join(h.path[:-1]), notes)
                if len(h.path) > 1 else "objects" for h in unique]
@@ -109,8 +114,7 @@ def name_hits(hits: list[Hit]) -> tuple[list[Candidate], list[Renamed]]:
         by_stream.setdefault(stream, []).append(hit)
     out = []
     for stream, group in by_stream.items():
-        names, moved = disambiguate(group, lambda h: fields[h.path], lambda h: "/".join(h.path),
-                                    field_suffix)
+        names, moved = disambiguate(group, lambda h: fields[h.path], _identity, field_suffix)
         notes += moved
         for hit, field in zip(group, names, strict=True):
             spec = hit.spec
@@ -119,6 +123,11 @@ def name_hits(hits: list[Hit]) -> tuple[list[Candidate], list[Renamed]]:
             out.append(Candidate(hit.node_id, stream, field, "/".join(hit.path),
                                  fields=spec.fields))
     return out, list(dict.fromkeys(notes))
+
+
+def _identity(hit: Hit) -> str:
+    """A variable's browse path, with its node id when two nodes share that path."""
+    return f"{'/'.join(hit.path)}#{hit.node_id.to_string()}" if hit.twin else "/".join(hit.path)
 
 
 def _named(rule: Callable[[str], tuple[str, str | None]], browse_name: str, path: str,

@@ -123,3 +123,12 @@ def test_any_set_of_objects_gives_distinct_streams(objects: list[str]) -> None:
     distinct = list(dict.fromkeys(objects))
     candidates, _ = name_hits(hits(distinct))
     assert len({c.stream for c in candidates}) == len(distinct)
+
+
+def test_two_nodes_with_one_browse_path_are_two_fields() -> None:
+    twins = [Hit(ua.NodeId("Battery", ns), ("Fleet", "carrier-01", "Battery"), SPEC)
+             for ns in (2, 3)]
+    candidates, notes = name_hits(twins)
+    assert sorted(c.field for c in candidates) == [
+        "battery", f"battery_{short_hash('Fleet/carrier-01/Battery#ns=3;s=Battery')}"]
+    assert len(notes) == 1
