@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import threading
 import time
@@ -126,8 +125,8 @@ class Gateway:
                                   epoch=self.epoch, metrics=self.metrics)
         self.store = SeqRingStore(self.config.publisher.ring_capacity, self.seq_state,
                                   on_add=self._stream_added)
-        self.publisher = _make_publisher(loaded, self.store, self.metrics, spool_dir, temporary,
-                                         self.epoch)
+        self.publisher = MqttPublisher(loaded, self.store, self.metrics, spool_dir, temporary,
+                                       epoch=self.epoch)
         self.devices = [self._device(d.name, d.driver) for d in self.config.devices
                         if d.enabled]
 
@@ -192,19 +191,9 @@ class Gateway:
         """Return the /health document (see gateway.edge.health.gateway_report)."""
         return health.gateway_report(
             site=self.config.site, gateway=self.config.gateway, epoch=self.epoch,
-            started_ns=self.started_ns, publisher=health.publisher_view(self.publisher),
+            started_ns=self.started_ns, publisher=self.publisher.health(),
             seq_state=self.seq_state.health(),
             devices=[device.snapshot() for device in self.devices])
-
-
-def _make_publisher(loaded: LoadedConfig, store: SeqRingStore, metrics: GatewayMetrics,
-                    spool_dir: Any, temporary: bool, epoch: int) -> MqttPublisher:
-    """Build the publisher, passing the epoch once the publisher takes one."""
-    if "epoch" in inspect.signature(MqttPublisher).parameters:
-        return MqttPublisher(loaded, store, metrics, spool_dir, temporary,
-                             epoch=epoch)  # type: ignore[call-arg,unused-ignore]
-    log.warning("this publisher does not carry the epoch in its payloads")
-    return MqttPublisher(loaded, store, metrics, spool_dir, temporary)
 
 
 def _task_ended(device: DeviceRuntime, task: asyncio.Task[None]) -> None:

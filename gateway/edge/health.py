@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from gateway.edge.publisher import PublisherHealth
 from gateway.edge.statuspage import page_html, stream_report
 from gateway.httpstatus import (
     HealthProbe,
@@ -57,50 +58,21 @@ class DeviceSnapshot:
                 "last_crash": self.last_crash, "restarts": self.restarts}
 
 
-@dataclass(frozen=True)
-class PublisherView:
-    """What /health needs from the publisher."""
-
-    thread_alive: bool
-    broker_connected: bool
-    last_error: str | None
-    spool_degraded: str | None
-    inflight: int | None
-
-
-def publisher_view(publisher: Any) -> PublisherView:
-    """Read the publisher's health snapshot (``publisher.health()``), or its fields before that."""
-    probe = getattr(publisher, "health", None)
-    if callable(probe):
-        snap = probe()
-        is_record = dataclasses.is_dataclass(snap) and not isinstance(snap, type)
-        doc = dataclasses.asdict(snap) if is_record else dict(snap)
-        return PublisherView(bool(doc.get("thread_alive", True)),
-                             bool(doc.get("broker_connected", False)),
-                             _text(doc.get("last_error")),
-                             _text(doc.get("spool_degraded")), doc.get("inflight"))
-    thread = getattr(publisher, "_thread", None)  # until publisher.health() exists
-    alive = thread is None or thread.is_alive()
-    return PublisherView(alive, publisher.connected.is_set(), _text(publisher.last_error),
-                         None, publisher.inflight())
-
-
-def _text(value: object) -> str | None:
-    return None if value is None or value is False else str(value)
-
-
 def gateway_report(*, site: str, gateway: str, epoch: int, started_ns: int,
-                   publisher: PublisherView, seq_state: dict[str, Any],
+                   publisher: PublisherHealth, seq_state: dict[str, Any],
                    devices: list[DeviceSnapshot]) -> dict[str, Any]:
     """Return the /health document; ``status`` is "ok" only when nothing is in ``problems``."""
     problems = [f"device {d.name} is {d.state}: {d.last_error or d.last_crash or d.task}"
                 for d in devices if d.state != "connected"]
     if not publisher.thread_alive:
-        problems.append("the publisher thread is dead")
+        problems.append(f"the publisher thread is not running or its loop fails: "
+                        f"{publisher.last_error or 'stopped'}")
     if not publisher.broker_connected:
         problems.append(f"broker not connected: {publisher.last_error or 'connecting'}")
     if publisher.spool_degraded:
         problems.append(f"spool degraded: {publisher.spool_degraded}")
+    if publisher.epoch != epoch:
+        problems.append(f"the publisher carries epoch {publisher.epoch}, not {epoch}")
     if seq_state.get("write_error"):
         problems.append(f"sequence state: {seq_state['write_error']}")
     warnings = []

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -28,6 +27,7 @@ from gateway.driver import DriverContext, DriverInfo
 from gateway.edge import daemon
 from gateway.edge.daemon import Gateway, GatewayThread
 from gateway.edge.health import HealthServer, stream_lag_s
+from gateway.edge.publisher import PublisherHealth
 from gateway.errors import ConfigError, DeviceError
 from gateway.metrics import GatewayMetrics
 from gateway.model import Quality, StreamSpec
@@ -77,15 +77,6 @@ class FakeDriver:
         await asyncio.Event().wait()
 
 
-@dataclass
-class FakePublisherHealth:
-    thread_alive: bool = True
-    broker_connected: bool = True
-    last_error: str | None = None
-    spool_degraded: str | None = None
-    inflight: int = 0
-
-
 class FakePublisher:
     """Stands in for MqttPublisher (no broker): records its epoch, reports its health."""
 
@@ -96,7 +87,7 @@ class FakePublisher:
                  epoch: int = 0) -> None:
         self.epoch = epoch
         self.reader = store.reader("publisher")
-        self.state = FakePublisherHealth()
+        self.state: dict[str, Any] = {}  # fields of its health() to change
         self.connected = threading.Event()
         self.started = threading.Event()
         FakePublisher.instances.append(self)
@@ -107,8 +98,13 @@ class FakePublisher:
     def stop(self, drain_timeout: float = 10.0) -> bool:
         return True
 
-    def health(self) -> FakePublisherHealth:
-        return self.state
+    def health(self) -> PublisherHealth:
+        fields: dict[str, Any] = {
+            "thread_alive": self.started.is_set(), "broker_connected": True,
+            "last_error": None, "spool_degraded": None, "inflight": 0, "loop_errors": 0,
+            "callback_errors": 0, "spool_records": 0, "spool_unconfirmed_samples": 0,
+            "samples_dropped": 0, "epoch": self.epoch}
+        return PublisherHealth(**{**fields, **self.state})
 
 
 @pytest.fixture(autouse=True)
@@ -264,7 +260,8 @@ def test_finished_driver_is_down(run: Any) -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "problem"), [
-    ("thread_alive", False, "the publisher thread is dead"),
+    ("thread_alive", False, "the publisher thread is not running or its loop fails: stopped"),
+    ("epoch", 3, "the publisher carries epoch 3, not"),
     ("broker_connected", False, "broker not connected: connecting"),
     ("spool_degraded", "disk full: [Errno 28] No space left on device",
      "spool degraded: disk full: [Errno 28] No space left on device"),
@@ -272,9 +269,10 @@ def test_finished_driver_is_down(run: Any) -> None:
 def test_publisher_problems_degrade(run: Any, field: str, value: object, problem: str) -> None:
     gw = run("good")
     wait_until(lambda: gw.health()[0] == 200, message="ok first")
-    setattr(FakePublisher.instances[-1].state, field, value)
+    FakePublisher.instances[-1].state[field] = value
     code, doc = gw.health()
-    assert code == 503 and doc["problems"] == [problem]
+    assert code == 503 and len(doc["problems"]) == 1
+    assert doc["problems"][0].startswith(problem)
     assert doc["publisher"][field] == value
 
 
