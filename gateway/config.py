@@ -323,7 +323,7 @@ def _config_error(err: ValidationError, file: str,
         if item["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key")
         else:
-            lines.append(f"{key}: {item['msg']}")
+            lines.append(f"{key}: {item['msg'].removeprefix('Value error, ')}")
     message = "invalid config:\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0]
     if len(lines) == 1:
         return ConfigError(message.split(": ", 1)[1], file, first_key)
