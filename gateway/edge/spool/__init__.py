@@ -32,6 +32,7 @@ Modules:
 - index.py: the in-memory index of records and their states.
 - records.py: the on-disk format (records, segment names, ``state.json``).
 - segments.py: the segment files (append, read back, fsync, delete).
+- losses.py: rate-limited loss warnings (one line, then a summary every 10 s).
 - recovery.py: start-up recovery that keeps every intact record and reports the rest.
 """
 

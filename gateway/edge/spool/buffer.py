@@ -11,6 +11,7 @@ from typing import Literal
 
 from gateway.edge.spool import records as fmt
 from gateway.edge.spool.index import RecordIndex, SpoolRecord, State
+from gateway.edge.spool.losses import LossLog
 from gateway.edge.spool.recovery import recover
 from gateway.edge.spool.segments import SegmentFiles, SpoolError, SpoolWriteError
 
@@ -66,6 +67,7 @@ class Spool:
         self._index = RecordIndex(min(16 << 20, max_bytes))
         self._dropped: dict[str, int] = {}
         self._evicted_unconfirmed: dict[str, int] = {}
+        self._losses = LossLog(self.dir, clock)
         self._resent = 0
         self._write_errors = 0
         self._write_problem: str | None = None
@@ -210,7 +212,7 @@ class Spool:
 
     def _count_drop(self, key: str, n: int, reason: str) -> None:
         self._dropped[key] = self._dropped.get(key, 0) + n
-        log.warning("spool %s: dropped %d samples of %s (%s)", self.dir, n, key, reason)
+        self._losses.note("dropped", key, n, reason)
         if self._on_drop is not None:
             self._on_drop(key, n, reason)
 
@@ -347,8 +349,8 @@ class Spool:
             if self._confirm and head.state != State.CONFIRMED:
                 self._evicted_unconfirmed[head.key] = (
                     self._evicted_unconfirmed.get(head.key, 0) + head.n)
-                log.warning("spool full: evicted %d samples of %s the broker acknowledged but "
-                            "no ingest worker confirmed yet", head.n, head.key)
+                self._losses.note("evicted (acknowledged by the broker, not confirmed yet)",
+                               head.key, head.n, "spool_full_unconfirmed")
                 if self._on_drop is not None:
                     self._on_drop(head.key, head.n, "spool_full_unconfirmed")
         if evicted:  # not on every add: most adds evict nothing
@@ -370,6 +372,7 @@ class Spool:
     def flush(self) -> None:
         """fsync the active segment and persist the first undelivered id (errors: degraded)."""
         self._last_flush = self._clock()
+        self._losses.summarize()
         self._evict_acked()
         self._delete_unused_segments()
         try:

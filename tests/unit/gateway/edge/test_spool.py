@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -235,3 +236,19 @@ def test_stats_snapshot_counts(tmp_path: Path) -> None:
     stats = spool.stats()
     assert (stats.records, stats.unconfirmed_samples, stats.dropped_samples) == (4, 40, 0)
     assert stats.bytes == spool.held_bytes > 0 and stats.degraded is None
+
+
+def test_a_steady_loss_is_one_line_then_a_summary(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    one = len(payload(0, 10)) + 200
+    spool = Spool(tmp_path, one * 2, policy="drop_newest", clock=clock)
+    with caplog.at_level(logging.WARNING, "medgw.spool"):
+        fill(spool, 22)  # 2 fit, 20 are dropped
+        clock.now = 10.0
+        spool.flush()
+    lines = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert spool.dropped == {SPEC.key: 200}
+    assert len(lines) == 2
+    assert "dropped 10 samples of site/dev/s (spool_full_newest)" in lines[0]
+    assert "dropped 190 samples of site/dev/s in the last 10 s" in lines[1]
