@@ -43,7 +43,8 @@ def record(i: int) -> bytes:
 
 def add_until(spool: Spool, count: int) -> tuple[list[int], list[int]]:
     """Add ``count`` records; return the indexes of those accepted and those refused."""
-    accepted, refused = [], []
+    accepted: list[int] = []
+    refused: list[int] = []
     for i in range(count):
         ok = spool.add(SPEC.key, "t/x", record(i), i * N, N, replay=False)
         (accepted if ok else refused).append(i)
