@@ -116,7 +116,8 @@ class TlsConfig(Strict):
 class MqttConfig(Strict):
     """The MQTT broker the gateway publishes to (and the ingest subscribes to)."""
 
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", pattern=r"^[^\s/\x00]+$", max_length=253,
+                      description="host name or address of the broker")
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretRef | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from asyncua import ua
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -54,6 +55,16 @@ class NodeSpec(_Strict):
     field: str = Field(pattern=r"^[a-z0-9_]+$", max_length=120)
     unit: str | None = Field(default=None, description="default: the node's EngineeringUnits")
 
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        try:
+            ua.NodeId.from_string(value)
+        except (ua.UaStringParsingError, ValueError) as err:
+            raise ValueError(f"not a node id ({err}): write ns=2;s=..., nsu=<uri>;s=... or"
+                             " i=2258") from err
+        return value
+
     @field_validator("stream")
     @classmethod
     def _stream(cls, value: str) -> str:
@@ -72,6 +83,7 @@ class NodeSpec(_Strict):
 
 
 _RULE = EventRule()  # the one source of the event rule defaults
+_FIELD = r"^[a-z0-9_]+$"  # a field name as the driver makes it (snake case, see naming.py)
 
 
 class EventOptions(_Strict):
@@ -81,14 +93,14 @@ class EventOptions(_Strict):
     """
 
     enabled: bool = True
-    temperature_field: str = _RULE.temperature_field
+    temperature_field: str = Field(default=_RULE.temperature_field, pattern=_FIELD)
     temperature_min: float = _RULE.temperature_min
     temperature_max: float = _RULE.temperature_max
-    door_field: str = _RULE.door_field
-    mission_field: str = _RULE.mission_field
+    door_field: str = Field(default=_RULE.door_field, pattern=_FIELD)
+    mission_field: str = Field(default=_RULE.mission_field, pattern=_FIELD)
     in_transit_states: tuple[int, ...] = _RULE.in_transit_states
     fault_states: tuple[int, ...] = _RULE.fault_states
-    alarm_field: str = _RULE.alarm_field
+    alarm_field: str = Field(default=_RULE.alarm_field, pattern=_FIELD)
 
     def rule(self) -> EventRule:
         """Return the pure rule object used by the detector."""
@@ -98,7 +110,8 @@ class EventOptions(_Strict):
 class OpcUaOptions(_Strict):
     """Options of one OPC UA server (a fleet server or a single device)."""
 
-    endpoint: str = Field(pattern=r"^opc\.tcp://", description="opc.tcp://host:port/path")
+    endpoint: str = Field(pattern=r"^opc\.tcp://(\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)(:\d{1,5})?(/\S*)?$",
+                          description="opc.tcp://host:port/path")
     security_policy: Literal["None", "Basic256Sha256"] = Field(
         default="Basic256Sha256", description='"None" must be written out to disable security')
     security_mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"

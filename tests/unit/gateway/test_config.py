@@ -229,6 +229,8 @@ def test_synthetic_streams_the_ingest_refuses_are_config_errors(stream: dict[str
     ({"influxdb": {"url": "http://"}}, "influxdb.url"),
     ({"influxdb": {"database": 'a"b'}}, "influxdb.database"),
     ({"influxdb": {"database": "a\nb"}}, "influxdb.database"),
+    ({"mqtt": {"host": "broker .example"}}, "mqtt.host"),
+    ({"mqtt": {"host": ""}}, "mqtt.host"),
 ])
 def test_values_a_server_refuses_are_config_errors_naming_the_key(data: dict[str, Any],
                                                                   key: str) -> None:

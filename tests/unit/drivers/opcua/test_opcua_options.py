@@ -115,6 +115,10 @@ def test_unknown_policies_are_refused(policy: str) -> None:
     ({"reconnect_initial_s": 5, "reconnect_max_s": 1}, "reconnect_max_s"),
     ({"nodes": [{"node_id": "ns=2;s=x", "stream": "a/b", "field": "f"}]}, "stream"),
     ({"sampling_rate": 10}, "Extra inputs are not permitted"),
+    ({"endpoint": "opc.tcp://"}, "endpoint"),
+    ({"endpoint": "opc.tcp://host:4840 /x"}, "endpoint"),
+    ({"nodes": [{"node_id": "garbage", "stream": "s", "field": "f"}]}, "not a node id"),
+    ({"events": {"temperature_field": "PayloadTemperature"}}, "temperature_field"),
 ])
 def test_invalid_options_are_refused(extra: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
