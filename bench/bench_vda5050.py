@@ -11,9 +11,11 @@ Run from the repository root::
    driver (parse, strict pydantic validation, headerId tracking, events, ring appends).
    Reported per subscriber: messages/s from first to last message and CPU time per message
    of this process (the subscriber side only); the ratio is driver / raw.
-2. Capacity: fleets of growing size at 10 Hz per vehicle for a bounded time each; a size is
-   lossless when every state the publisher sent reached the driver's rings (and the driver
-   saw no headerId hole). Reported: the largest lossless size and the CPU share it took.
+2. Capacity: one whole gateway (driver, rings, publisher with its disk spool, medgw's own
+   mosquitto) and fleets of growing size at 10 Hz per vehicle for a bounded time each; a
+   size is lossless when every state sent reached the rings, the driver saw no headerId
+   hole and the broker acknowledged every sample. Reported: the largest lossless size and
+   the gateway process's CPU share (the publisher process is not counted).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from drivers.vda5050 import Vda5050Driver, Vda5050Options  # noqa: E402
+from gateway.config import parse_config  # noqa: E402
 from gateway.driver import DriverContext  # noqa: E402
+from gateway.edge.daemon import Gateway, GatewayThread  # noqa: E402
 from gateway.metrics import GatewayMetrics  # noqa: E402
 from gateway.ops.services import MosquittoService  # noqa: E402
 from gateway.ring import RingStore  # noqa: E402
@@ -246,37 +250,78 @@ def throughput(port: int, vehicles: int, per_vehicle: int) -> tuple[Result, Resu
     return results[0], results[1]
 
 
-def capacity(port: int, sizes: list[int], seconds: float) -> list[tuple[int, int, int, float,
-                                                                         bool]]:
-    """Phase 2: (size, sent, appended, cpu share, held rate) per fleet size at 10 Hz."""
+class GatewayRun:
+    """One whole gateway (vda5050 driver -> rings -> publisher + spool -> medgw's broker)."""
+
+    def __init__(self, fleet_port: int, medgw_port: int, spool_dir: Path) -> None:
+        loaded = parse_config({
+            "site": "bench", "gateway": "gw-bench",
+            "mqtt": {"host": "127.0.0.1", "port": medgw_port},
+            "publisher": {"max_batch_samples": 1000, "max_latency_ms": 100},
+            "spool": {"dir": str(spool_dir), "confirm": False},
+            "health": {"enabled": False},
+            "devices": [{"name": "fleet", "driver": "vda5050", "options": {
+                "broker": {"port": fleet_port}, "rate_hz": 10, "max_vehicles": 100_000}}],
+        }, "<bench config>")
+        self.gateway = Gateway(loaded)
+        self.runner = GatewayThread(self.gateway)
+        self.runner.start()
+        self.gateway.publisher.wait_connected(15)
+        driver = self.gateway.devices[0].driver
+        assert isinstance(driver, Vda5050Driver)
+        self.driver = driver
+        deadline = time.monotonic() + 10
+        while driver.sessions == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def states(self) -> int:
+        """States appended so far."""
+        return sum(v.stats.states for v in list(self.driver.fleet.vehicles.values()))
+
+    def holes(self) -> int:
+        """headerIds missing at the source, as the driver counted them."""
+        return sum(v.stats.missing for v in list(self.driver.fleet.vehicles.values()))
+
+    def stop(self) -> tuple[bool, int, int]:
+        """Stop and drain; return (all acknowledged, samples appended, samples acked)."""
+        all_acked = self.runner.stop(120)
+        produced = sum(r.write_seq - r.start_seq for r in self.gateway.store.rings())
+        acked = sum(c.acked for c in self.gateway.publisher.counters.values())
+        return all_acked, produced, acked
+
+
+def capacity(fleet_port: int, medgw_port: int, sizes: list[int], seconds: float,
+             tmp: Path) -> list[tuple[int, float, bool]]:
+    """Phase 2: (size, CPU share, lossless) per fleet size at 10 Hz, through one gateway."""
     rows = []
     for size in sizes:
-        drv = DriverRun(port)
+        gw = GatewayRun(fleet_port, medgw_port, tmp / f"spool-{size}")
         go = mp.Event()
         sent = mp.Value("q", 0)
-        proc = mp.Process(target=steady, args=(port, size, seconds, 10.0, go, sent))
+        proc = mp.Process(target=steady, args=(fleet_port, size, seconds, 10.0, go, sent))
         proc.start()
         time.sleep(1.0)
         cpu, wall = time.process_time(), time.monotonic()
         go.set()
         proc.join(seconds + 60)
         share = (time.process_time() - cpu) / (time.monotonic() - wall)
-        behind = time.monotonic()  # drain: wait while the driver still makes progress
-        last = -1
-        while drv.states() < abs(sent.value) and time.monotonic() - behind < 3:
-            if drv.states() != last:
-                last, behind = drv.states(), time.monotonic()
+        behind, last = time.monotonic(), -1  # drain: wait while the driver makes progress
+        while gw.states() < abs(sent.value) and time.monotonic() - behind < 3:
+            if gw.states() != last:
+                last, behind = gw.states(), time.monotonic()
             time.sleep(0.05)
-        got, holes = drv.states(), drv.holes()
-        drv.stop()
+        got, holes = gw.states(), gw.holes()
+        all_acked, produced, acked = gw.stop()
         held = sent.value > 0
-        rows.append((size, abs(sent.value), got, share, held and holes == 0))
-        lossless = held and got == sent.value and holes == 0
-        print(f"  {size:5d} vehicles: sent {abs(sent.value):7d}, appended {got:7d}, "
-              f"holes {holes}, driver process CPU {share * 100:5.1f} %"
-              f"{'' if held else ' (publisher could not hold 10 Hz)'}"
-              f" -> {'lossless' if lossless else 'LOSS'}", flush=True)
-        if not lossless:  # a loss, or the publisher (one Python process) is the limit
+        lossless = held and got == sent.value and holes == 0 and all_acked and \
+            acked == produced
+        rows.append((size, share, lossless))
+        print(f"  {size:5d} vehicles: sent {abs(sent.value):7d}, in the rings {got:7d}, "
+              f"holes {holes}, published {acked}/{produced} samples, gateway process CPU "
+              f"{share * 100:5.1f} %{'' if held else ' (the publisher could not hold 10 Hz)'}"
+              f" -> {'lossless' if lossless else 'LOSS' if held else 'not measured'}",
+              flush=True)
+        if not lossless:  # a loss, or the one publisher process is the limit
             break
     return rows
 
@@ -304,13 +349,19 @@ def main() -> None:
                   "by the one publisher), "
                   f"{raw.cpu_us / drv.cpu_us:.2f} in msg/s per CPU second "
                   f"({1e6 / drv.cpu_us:.0f} vs {1e6 / raw.cpu_us:.0f})")
-            print(f"capacity at 10 Hz per vehicle, {seconds:g} s per size:")
-            rows = capacity(broker.port, sizes, seconds)
-            good = [r for r in rows if r[4] and r[1] == r[2]]
+            print(f"capacity of one gateway at 10 Hz per vehicle, {seconds:g} s per size:")
+            medgw = MosquittoService(Path(tmp) / "medgw-mosquitto")
+            medgw.start()
+            try:
+                rows = capacity(broker.port, medgw.port, sizes, seconds, Path(tmp))
+            finally:
+                medgw.stop()
+                medgw.kill()
+            good = [r for r in rows if r[2]]
             if good:
-                best = good[-1]
-                print(f"  largest lossless fleet: {best[0]} vehicles ({best[0] * 10} states/s)"
-                      f" at {best[3] * 100:.0f} % of one core")
+                size, share, _ = good[-1]
+                print(f"  largest lossless fleet: {size} vehicles ({size * 10} states/s) at "
+                      f"{share * 100:.0f} % of one core")
             else:
                 print("  no size was lossless")
         finally:

@@ -216,11 +216,10 @@ class Fleet:
         vehicle = self.vehicle(manufacturer, serial)
         if vehicle is None:
             return
+        major = int(major_level[1:]) if major_level[1:].isdigit() and \
+            major_level[:1] == "v" else None
         try:
-            view = decode(subtopic, payload, manufacturer, serial)
-            if major_level[:1] == "v" and major_level != f"v{view.major}":
-                raise MessageError("version_mismatch",
-                                   f"a {view.major}.x message on a {major_level} topic")
+            view = decode(subtopic, payload, manufacturer, serial, major)
         except MessageError as err:
             self._count_quarantine(vehicle, err.detail, err.reason)
             return

@@ -170,26 +170,54 @@ _MODELS: dict[tuple[str, bool], type[Header]] = {
 
 
 def decode(subtopic: str, payload: bytes, manufacturer: str | None = None,
-           serial: str | None = None) -> Message:
+           serial: str | None = None, major: int | None = None) -> Message:
     """Parse and validate one message of ``subtopic``; MessageError says why not.
 
-    With ``manufacturer``/``serial`` (from the topic) the header must name the same vehicle.
+    With ``manufacturer``/``serial`` (from the topic) the header must name the same vehicle;
+    with ``major`` (the topic's ``vN``) the message's version must be of that major. Then
+    the topic's major picks the model and pydantic validates the JSON bytes directly (the
+    fast path); only a message that fails is parsed again to say exactly why.
     """
+    model = _MODELS.get((subtopic, major == 3)) if major in (2, 3) else None
+    msg: Header | None = None
+    found = 0
+    if model is not None:
+        try:
+            msg = model.model_validate_json(payload)
+        except ValidationError:
+            msg = None  # the slow path below names the reason
+        else:
+            found, _ = version_of(msg.version)
+            if found != major:
+                raise MessageError("version_mismatch",
+                                   f"a {found}.x message on a v{major} topic")
+    if msg is None:
+        msg, found = _decode_slow(subtopic, payload, major)
+    if (manufacturer is not None and msg.manufacturer != manufacturer) or (
+            serial is not None and msg.serialNumber != serial):
+        raise MessageError("topic_mismatch", f"header names {msg.manufacturer[:40]!r}/"
+                           f"{msg.serialNumber[:40]!r}, the topic {manufacturer}/{serial}")
+    return _view(msg, found)
+
+
+def _decode_slow(subtopic: str, payload: bytes, major: int | None) -> tuple[Header, int]:
+    """Parse with orjson, check the version, then validate: each failure with its reason."""
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as err:
         raise MessageError("bad_json", str(err)[:120]) from err
     if not isinstance(data, dict):
         raise MessageError("bad_json", f"a JSON {type(data).__name__}, not an object")
-    major, _ = version_of(data.get("version"))
-    model = _MODELS.get((subtopic, major == 3))
+    found, _ = version_of(data.get("version"))
+    if major is not None and found != major:
+        raise MessageError("version_mismatch", f"a {found}.x message on a v{major} topic")
+    model = _MODELS.get((subtopic, found == 3))
     if model is None:
         raise MessageError("unknown_topic", f"subtopic {subtopic[:40]!r}")
-    msg = _validate(model, data)
-    if (manufacturer is not None and msg.manufacturer != manufacturer) or (
-            serial is not None and msg.serialNumber != serial):
-        raise MessageError("topic_mismatch", f"header names {msg.manufacturer[:40]!r}/"
-                           f"{msg.serialNumber[:40]!r}, the topic {manufacturer}/{serial}")
+    return _validate(model, data), found
+
+
+def _view(msg: Header, major: int) -> Message:
     if isinstance(msg, (StateV2, StateV3)):
         return state_view(msg, major)
     if isinstance(msg, (ConnectionV2, ConnectionV3)):

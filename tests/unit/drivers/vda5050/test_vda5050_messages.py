@@ -114,3 +114,34 @@ def test_unknown_subtopic() -> None:
     with pytest.raises(MessageError) as err:
         decode("order", encode(state_v2(1)))
     assert err.value.reason == "unknown_topic"
+
+
+@pytest.mark.parametrize("major", [None, 2])
+def test_fast_and_slow_paths_agree(major: int | None) -> None:
+    fast = decode("state", encode(state_v2(5)), "acme", "agv-1", major)
+    slow = decode("state", encode(state_v2(5)), "acme", "agv-1")
+    assert fast == slow
+    v3 = decode("state", encode(state_v3(5)), major=3)
+    assert isinstance(v3, StateView) and v3.major == 3
+
+
+@pytest.mark.parametrize(("doc", "major", "reason"), [
+    (state_v3(1), 2, "version_mismatch"),  # fails the v2 model: the slow path says why
+    (connection("ONLINE", version="3.0.0"), 2, "version_mismatch"),  # passes the v2 model
+    (state_v2(1, version="2.5.0"), 2, "unknown_version"),
+    (state_v2(1, driving=1), 2, "invalid"),
+])
+def test_topic_major_is_checked(doc: dict[str, object], major: int, reason: str) -> None:
+    subtopic = "connection" if "connectionState" in doc else "state"
+    with pytest.raises(MessageError) as err:
+        decode(subtopic, encode(doc), major=major)
+    assert err.value.reason == reason
+
+
+def test_integers_are_accepted_as_numbers_booleans_never_as_integers() -> None:
+    doc = state_v2(1)
+    doc["agvPosition"] = {**doc["agvPosition"], "x": 2}
+    view = decode("state", encode(doc), major=2)
+    assert isinstance(view, StateView) and view.x == 2.0
+    with pytest.raises(MessageError):
+        decode("state", encode(state_v2(1, paused=0)), major=2)
