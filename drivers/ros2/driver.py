@@ -39,6 +39,7 @@ class Ros2Driver:
         self._transport = transport
         self._node = node  # an rclpy Node to read through (the ros_ws node's own)
         self._router: TopicRouter | None = None
+        self._build_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.backoff = Backoff(options.reconnect_min_s, options.reconnect_max_s)
@@ -47,17 +48,20 @@ class Ros2Driver:
     @property
     def transport(self) -> Ros2Transport:
         """Return the transport, built from ``options.transport`` on first use."""
-        if self._transport is None:
-            self._transport = make_transport(self.options, self.ctx.log, node=self._node)
-        return self._transport
+        with self._build_lock:  # run() and a caller's thread may ask at the same time
+            if self._transport is None:
+                self._transport = make_transport(self.options, self.ctx.log, node=self._node)
+            return self._transport
 
     @property
     def router(self) -> TopicRouter:
         """Return the router (the transport's sink), built on first use."""
-        if self._router is None:
-            self._router = TopicRouter(self.ctx, self.options, self.transport, self.health,
-                                       self._pipelines)
-        return self._router
+        transport = self.transport
+        with self._build_lock:
+            if self._router is None:
+                self._router = TopicRouter(self.ctx, self.options, transport, self.health,
+                                           self._pipelines)
+            return self._router
 
     async def check(self, listen_s: float = 3.0) -> str:
         """Preflight for ``medgw check``: every wanted topic, discovered/matched/type/rate.
