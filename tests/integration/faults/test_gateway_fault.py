@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.edge.daemon import Gateway, GatewayThread
 from gateway.ops.services import MosquittoService, free_port
 from gateway.server.ingest import Ingest
 from tests.helpers import InfluxTarget, wait_until
@@ -177,3 +181,70 @@ def test_spool_full_drops_are_counted_and_recorded_as_gaps(
         holes = sorted(set(range(produced[name])) - set(fig.seqs))
         assert len(holes) == missing
     assert sum(dropped.values()) > 0
+
+
+SEQ_DAMAGE = {
+    "lost": None,  # deleted, the spool directory still holds the previous run's files
+    "negative": -1,  # used to kill the publisher thread
+    "float": 1e30,  # used to be a traceback at start
+    "near_limit": 2**63 - 10,  # used to put the synthetic driver in a crash loop
+}
+
+
+@pytest.mark.parametrize("damage", sorted(SEQ_DAMAGE))
+def test_lost_or_corrupt_seq_json_restarts_under_a_new_epoch_and_loses_nothing(
+        mosquitto: MosquittoService, influxdb: InfluxTarget, tmp_path: Path,
+        damage: str) -> None:
+    total = 100  # per stream and run (2 s of the 50 Hz event stream)
+    spool = tmp_path / "spool"
+    loaded = load(config_data(mosquitto, influxdb, spool, total))
+    ingest = Ingest(loaded)
+    ingest.start()
+    ingest.wait_subscribed(15)
+    reports: list[tuple[dict[str, Any], Gateway]] = []
+    try:
+        for run in (1, 2):
+            if run == 2:
+                seq_json = spool / "seq.json"
+                keys = orjson.loads(seq_json.read_bytes())
+                value = SEQ_DAMAGE[damage]
+                if value is None:
+                    seq_json.unlink()
+                else:
+                    seq_json.write_bytes(orjson.dumps({k: value for k in keys}))
+            gateway = Gateway(loaded)
+            runner = GatewayThread(gateway)
+            runner.start()
+            try:
+                devices = gateway.devices
+                wait_until(lambda: all(d.finished for d in devices), 30,  # noqa: B023
+                           interval=0.1, message=f"run {run}: every sample produced")
+                reports.append((gateway.health_report(), gateway))
+            finally:
+                assert runner.stop(30), f"run {run}: not every sample was acknowledged"
+        expected = 2 * total * len(STREAMS)
+        wait_until(lambda: ingest.stats.samples >= expected, 40, interval=0.1,
+                   message=f"ingest to write {expected} samples (both epochs)")
+        time.sleep(0.3)
+        assert ingest.stats.duplicates == 0
+    finally:
+        ingest.stop()
+    (first, _), (second, second_gw) = reports
+    assert first["warnings"] == [] and first["seq_state"]["reset"] is None
+    reason = "lost" if damage == "lost" else "corrupt"
+    assert second["seq_state"]["reset"].startswith(reason) and len(second["warnings"]) == 1
+    assert second["epoch"] != first["epoch"]
+    assert second_gw.metrics.registry.get_sample_value(
+        "medgw_seq_state_resets_total", {"reason": reason}) == 1
+    assert all(d["restarts"] == 0 and d["last_crash"] is None
+               for d in second["devices"].values())
+    assert second["publisher"]["thread_alive"] and second["publisher"]["loop_errors"] == 0
+    assert [r.start_seq for r in second_gw.store.rings()] == [0] * len(STREAMS)
+    for stream in STREAMS:
+        fig = figures(influxdb, stream)
+        # both runs numbered 0..total-1, under two epochs: every sample stored, none dropped
+        assert fig.points == 2 * total
+        assert Counter(fig.seqs) == {seq: 2 for seq in range(total)}
+        report(f"seq.json {damage} ({stream['name']})", 2 * total, fig.points, 0,
+               f"reset: {second['seq_state']['reset'].rsplit('seq.json', 1)[-1][:70]}")
+    assert gaps(influxdb) == []  # a clean stop each time: nothing is missing
