@@ -48,8 +48,8 @@ class Vda5050Driver:
         try:
             return ref.resolve().get_secret_value()
         except ValueError as err:
-            raise ConfigError(str(err), key=f"devices[{self.ctx.device}].options.broker."
-                              "password") from err
+            raise ConfigError(f"{err} (device {self.ctx.device})",
+                              key="options.broker.password") from err
 
     # ------------------------------------------------------------------ client
     def _client(self, suffix: str = "") -> mqtt.Client:
@@ -102,16 +102,7 @@ class Vda5050Driver:
             loop.call_soon_threadsafe(lost, str(reason))
 
         def on_msg(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-            received = time.time_ns()
-            try:
-                topic = msg.topic
-            except UnicodeDecodeError:
-                topic = "<not UTF-8>"
-            try:
-                on_message(topic, bytes(msg.payload), received)
-            except Exception:  # a bug here must not stop the network thread
-                self.ctx.log.exception("device %s: message on %s not handled",
-                                       self.ctx.device, topic[:120])
+            self._deliver(on_message, msg)
 
         client.on_connect, client.on_subscribe = on_connect, on_subscribe
         client.on_disconnect, client.on_message = on_disconnect, on_msg
@@ -128,9 +119,26 @@ class Vda5050Driver:
             outcome = await asyncio.wait_for(ready, broker.connect_timeout_s)
         except asyncio.TimeoutError:
             outcome = f"no CONNACK/SUBACK within {broker.connect_timeout_s:g} s"
+        except BaseException:  # cancelled while waiting: never leave the thread running
+            await self._close(client)
+            raise
         if outcome is not None:
             await self._close(client)
             raise DeviceError(f"{self.where}: {outcome}")
+
+    def _deliver(self, handler: Handler, msg: mqtt.MQTTMessage) -> None:
+        """Hand one message to ``handler`` on the network thread; a bug is logged, counted."""
+        received = time.time_ns()
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = "<not UTF-8>"
+        try:
+            handler(topic, bytes(msg.payload), received)
+        except Exception as err:  # a bug here must not stop the network thread
+            self.ctx.log.exception("device %s: message on %s not handled",
+                                   self.ctx.device, topic[:120])
+            self.ctx.quarantine("internal_error", f"{type(err).__name__}: {err}")
 
     @staticmethod
     async def _close(client: mqtt.Client) -> None:
