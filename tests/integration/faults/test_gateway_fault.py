@@ -22,6 +22,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.edge.daemon import Gateway, GatewayThread
+from gateway.edge.health import HealthServer
 from gateway.ops.services import MosquittoService, free_port
 from gateway.server.ingest import Ingest
 from tests.helpers import InfluxTarget, wait_until
@@ -248,3 +249,47 @@ def test_lost_or_corrupt_seq_json_restarts_under_a_new_epoch_and_loses_nothing(
         report(f"seq.json {damage} ({stream['name']})", 2 * total, fig.points, 0,
                f"reset: {second['seq_state']['reset'].rsplit('seq.json', 1)[-1][:70]}")
     assert gaps(influxdb) == []  # a clean stop each time: nothing is missing
+
+
+def test_unreachable_opcua_device_is_down_in_health_while_the_rest_flows(
+        mosquitto: MosquittoService, influxdb: InfluxTarget, tmp_path: Path) -> None:
+    dead = free_port()  # nothing listens there
+    endpoint = f"opc.tcp://127.0.0.1:{dead}"
+    data = config_data(mosquitto, influxdb, tmp_path / "spool", None)
+    data["devices"].append({"name": "carriers", "driver": "opcua", "options": {
+        "endpoint": endpoint, "security_policy": "None", "browse": [{"pattern": "Fleet/*/*"}],
+        "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5, "request_timeout_s": 1.0}})
+    gateway = Gateway(load(data))
+    runner = GatewayThread(gateway)
+    server = HealthServer("127.0.0.1", 0, gateway.metrics.registry, gateway.health_report,
+                          store=gateway.store)
+    server.start()
+    runner.start()
+    url = f"http://127.0.0.1:{server.port}"
+
+    def health() -> tuple[int, dict[str, Any]]:
+        resp = requests.get(f"{url}/health", timeout=10)
+        assert resp.headers["Content-Type"] == "application/json"
+        return resp.status_code, orjson.loads(resp.content)  # never an empty reply
+
+    try:
+        wait_until(lambda: health()[1]["devices"]["carriers"]["last_error"], 20, interval=0.1,
+                   message="the OPC UA driver's first failed attempt")
+        wait_until(lambda: health()[1]["broker_connected"], 15, message="the broker")
+        code, doc = health()
+        streams = requests.get(f"{url}/api/streams", timeout=10).json()
+    finally:
+        runner.stop(15)
+        server.stop()
+    carriers = doc["devices"]["carriers"]
+    print(f"\n/health with an unreachable OPC UA endpoint: {code} {carriers}")
+    assert code == 503 and doc["status"] == "degraded"
+    assert carriers["state"] == "down" and carriers["connected"] is False
+    assert isinstance(carriers["last_error"], str) and str(dead) in carriers["last_error"]
+    assert carriers["restarts"] == 0  # the driver retries on its own; it did not crash
+    assert doc["devices"][DEVICE]["state"] == "connected"  # the synthetic device flows
+    assert doc["problems"] == [f"device carriers is down: {carriers['last_error']}"]
+    page = {d["name"]: d["state"] for d in streams["devices"]}
+    assert page["carriers"] == "down" and page[DEVICE] == "connected"
+    assert gateway.metrics.registry.get_sample_value(
+        "medgw_device_connected", {"device": "carriers"}) == 0
