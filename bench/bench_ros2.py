@@ -119,7 +119,8 @@ def consume_with_driver(scenario: Scenario, domain: int, count: int) -> Result:
                         logging.getLogger("bench"), ring_capacity=count + 16)
     topics = [TopicOptions(name=t, type=SAMPLED_TOPICS[t.split("/", 2)[2]],
                            rate_hz=scenario.rate_hz) for t in scenario.topic_names()]
-    options = Ros2Options(domain_id=domain, topics=topics, qos=READER_QOS)
+    options = Ros2Options(domain_id=domain, topics=topics, qos=READER_QOS,
+                          transport="cyclonedds")  # the raw baseline is cyclonedds too
     if BATCH_WINDOW_MS is not None:
         options = options.model_copy(update={"batch_window_ms": float(BATCH_WINDOW_MS)})
     driver = Ros2Driver(ctx, options)
