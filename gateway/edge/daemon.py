@@ -25,6 +25,7 @@ from gateway.driver import Driver, DriverContext
 from gateway.edge import health
 from gateway.edge.publisher import MqttPublisher, resolve_spool_dir
 from gateway.edge.seqstate import SeqRingStore, SeqState, new_epoch
+from gateway.errors import ConfigError
 from gateway.metrics import GatewayMetrics
 from gateway.ring import StreamRing
 
@@ -140,7 +141,12 @@ class Gateway:
             min_ring_capacity=max(1024, 2 * publisher.max_batch_samples),
         )
         info = plugins.load_driver(driver_name)
-        driver = info.create(ctx, self.loaded.driver_options[name])
+        try:
+            driver = info.create(ctx, self.loaded.driver_options[name])
+        except Exception as err:  # a driver that cannot even be built: say which, at start
+            path = str(self.loaded.path) if self.loaded.path else None
+            raise ConfigError(f"driver {driver_name} cannot be set up: {type(err).__name__}: "
+                              f"{err}", path, f"devices[{name}]") from err
         return DeviceRuntime(name, driver_name, driver, ctx, self.metrics)
 
     def _stream_added(self, ring: StreamRing) -> None:

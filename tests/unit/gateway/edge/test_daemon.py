@@ -34,7 +34,7 @@ from gateway.model import Quality, StreamSpec
 from gateway.ring import RingStore
 from tests.helpers import wait_until
 
-Behaviour = Literal["good", "unreachable", "crash", "degraded", "finish", "fatal"]
+Behaviour = Literal["good", "unreachable", "crash", "degraded", "finish", "fatal", "unbuildable"]
 UNREACHABLE = "cannot reach opc.tcp://127.0.0.1:1: [Errno 111] Connection refused"
 
 
@@ -53,6 +53,8 @@ class FakeDriver:
         self.ctx = ctx
         self.behaviour = options.behaviour
         self.runs = 0
+        if self.behaviour == "unbuildable":
+            raise ValueError("stream name refused")
         self.ring = ctx.add_stream(ctx.stream_spec("v", ("x",), ("",), rate_hz=100))
 
     async def run(self) -> None:
@@ -351,3 +353,10 @@ def test_restarts_wait_the_shared_backoff(monkeypatch: pytest.MonkeyPatch, run: 
     for delay, ceiling in zip(delays, (0.01, 0.02, 0.04, 0.04, 0.04), strict=False):
         assert ceiling / 2 <= delay <= ceiling
     assert gw.device()["restarts"] >= 5
+
+
+def test_a_driver_that_cannot_be_built_is_a_config_error_naming_the_device(
+        tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"devices\[dev-1\]: driver fake cannot be set up: "
+                       r"ValueError: stream name refused"):
+        make_gateway(tmp_path, "good", "unbuildable")
