@@ -73,7 +73,7 @@ class OpcUaDriver:
         Read-only like everything else: one attribute read, then the session is closed.
         """
         notes: list[str] = []
-        client = await open_client(self.options, self.ctx.log, notes)
+        client = await open_client(self.options, notes)
         try:
             state = await client.nodes.server_state.read_value()
             mode = (f"{self.options.security_policy} {self.options.security_mode}"
@@ -119,7 +119,10 @@ class OpcUaDriver:
         """Open a session, discover the variables and subscribe; DeviceError on failure."""
         await self.disconnect()
         self._lost_reason = None
-        self.client = await open_client(self.options, self.ctx.log)
+        notes: list[str] = []
+        self.client = await open_client(self.options, notes)
+        for note in notes:  # the session is up, but something could not be checked
+            self.table.warn_once(f"note:{note}", note)
         self.client.connection_lost_callback = self._connection_lost
         try:
             discovery = await self._discover()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 from pathlib import Path
 
 from asyncua import Client, ua
@@ -17,7 +16,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from drivers.opcua.options import DEFAULT_CLIENT_URI, OpcUaOptions
 from gateway.errors import DeviceError
 
-_log = logging.getLogger(__name__)
 _AUTH_CODES = frozenset({
     ua.StatusCodes.BadUserAccessDenied,
     ua.StatusCodes.BadIdentityTokenInvalid,
@@ -125,13 +123,13 @@ async def check_server_certificate(options: OpcUaOptions) -> str | None:
     return None
 
 
-async def open_client(options: OpcUaOptions, log: logging.Logger | None = None,
-                      notes: list[str] | None = None) -> Client:
+async def open_client(options: OpcUaOptions, notes: list[str] | None = None) -> Client:
     """Connect and activate a session; raise DeviceError with a clear message on failure.
 
-    What could not be checked on the way (the certificate pre-check) is logged as a
-    warning and appended to ``notes``.
+    What could not be checked on the way (the certificate pre-check) is appended to
+    ``notes`` for the caller to report, and added to the DeviceError if the session fails.
     """
+    notes = [] if notes is None else notes
     client = Client(options.endpoint, timeout=options.request_timeout_s,
                     watchdog_intervall=options.request_timeout_s)
     client.name = client.description = "medgw gateway"
@@ -142,9 +140,7 @@ async def open_client(options: OpcUaOptions, log: logging.Logger | None = None,
         if options.secure:
             note = await _set_security(client, options)
             if note is not None:
-                (log or _log).warning("%s", note)
-                if notes is not None:
-                    notes.append(note)
+                notes.append(note)
         if options.username is not None:
             client.set_user(options.username)
             client.set_password(password or "")
@@ -154,7 +150,11 @@ async def open_client(options: OpcUaOptions, log: logging.Logger | None = None,
         await _cancel_client_tasks(client)
         if isinstance(err, asyncio.CancelledError):
             raise
-        raise translate_error(err, options) from err
+        error = translate_error(err, options)
+        unreachable = isinstance(err, OSError) and not isinstance(err, TimeoutError)
+        if notes and not unreachable:  # "cannot reach" says it all
+            error = DeviceError(f"{error} ({'; '.join(notes)})")
+        raise error from err
     return client
 
 

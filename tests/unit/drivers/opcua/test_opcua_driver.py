@@ -191,3 +191,31 @@ def test_a_carrier_whose_stream_is_refused_is_skipped_alone_and_counted() -> Non
     value = driver.ctx.metrics.registry.get_sample_value(
         "medgw_malformed_messages_total", {"source": "fleet", "reason": "stream_refused"})
     assert value == 1
+
+
+def test_a_failed_handshake_names_what_the_pin_check_could_not_check(
+        pki: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from drivers.opcua.session import open_client
+
+    async def no_answer(self: Client) -> None:
+        raise asyncio.TimeoutError
+
+    monkeypatch.setattr(Client, "connect_and_get_server_endpoints",
+                        endpoints_returning(ua.UaStatusCodeError(ua.StatusCodes.BadTimeout)))
+    monkeypatch.setattr(Client, "connect", no_answer)
+    options = secure(pki)
+    with pytest.raises(DeviceError) as info:
+        asyncio.run(open_client(options))
+    message = str(info.value)
+    assert message.startswith(f"OPC UA server {options.endpoint}: no answer within 1 s")
+    assert "not compared before the handshake: GetEndpoints failed" in message
+
+
+def test_an_unreachable_secure_server_is_said_once(pki: dict[str, Path]) -> None:
+    from drivers.opcua.session import open_client
+
+    options = secure(pki)
+    with pytest.raises(DeviceError) as info:
+        asyncio.run(open_client(options))
+    assert str(info.value).startswith(f"cannot reach OPC UA server {options.endpoint}")
+    assert "not compared" not in str(info.value)
