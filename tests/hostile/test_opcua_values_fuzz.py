@@ -66,11 +66,13 @@ def data_values(draw: st.DrawFn) -> ua.DataValue:
     return dv
 
 
-def harness() -> tuple[PublishHandler, DriverContext, StreamTable]:
+def harness(timestamp_source: str = "source") -> tuple[PublishHandler, DriverContext,
+                                                      StreamTable]:
     ctx = DriverContext("site", "dev", RingStore(default_capacity=4096), GatewayMetrics(),
                         logging.getLogger("test.opcua.fuzz"), ring_capacity=4096)
     options = OpcUaOptions(endpoint="opc.tcp://127.0.0.1:1", security_policy="None",
-                           browse=({"pattern": "Fleet/*/*"},))  # type: ignore[arg-type]
+                           browse=({"pattern": "Fleet/*/*"},),  # type: ignore[arg-type]
+                           timestamp_source=timestamp_source)  # type: ignore[arg-type]
     stats = DriverStats()
     table = StreamTable(ctx, options, stats)
     table.bind([Variable(ua.NodeId(f"c.{f}", 2), "carrier-01", f, "", f"Fleet/carrier-01/{f}")
@@ -98,9 +100,10 @@ def quarantined(ctx: DriverContext) -> float:
 
 
 @BUDGET
-@given(data_values(), st.integers(1, len(FIELDS)))
-def test_one_change_is_one_row_or_one_quarantine(dv: ua.DataValue, handle: int) -> None:
-    handler, ctx, table = harness()
+@given(data_values(), st.integers(1, len(FIELDS)), st.sampled_from(["source", "server"]))
+def test_one_change_is_one_row_or_one_quarantine(dv: ua.DataValue, handle: int,
+                                                 timestamp_source: str) -> None:
+    handler, ctx, table = harness(timestamp_source)
     ring = table.streams["carrier-01"].ring
     publish(handler, [(handle, dv)])
     rows = len(ring)
