@@ -18,6 +18,8 @@ from typing import Protocol
 
 import orjson
 
+from gateway.errors import MedgwError
+
 log = logging.getLogger("medgw.ingest")
 
 MAX_TOPIC_BYTES = 65535
@@ -72,7 +74,7 @@ class DeadLetters:
         ok = True
         try:
             self.transport.publish(self.topic_for(topic), envelope, qos=1)
-        except (ValueError, RuntimeError, OSError) as err:  # paho refuses bad topics this way
+        except (MedgwError, ValueError, RuntimeError, OSError) as err:  # TransportError, paho
             ok = self._failed(f"dead-letter publish failed: {err}")
         if self.file is not None:
             try:

@@ -28,14 +28,11 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import LoadedConfig
 from gateway.errors import BrokerError, ConfigError, StoreError
@@ -47,8 +44,8 @@ from gateway.server.influxql import InfluxQL
 from gateway.server.seqtrack import SeqTracker
 from gateway.server.status import health_report, registry_for
 from gateway.server.writeloop import IngestStats, LoopSettings, Pending, WriteLoop
-from gateway.wire.mqtt import describe_reason, make_mqtt_client
 from gateway.wire.topics import ingest_status_topic
+from gateway.wire.transport import PahoTransport, Received, Refusal, Transport, TransportError
 
 __all__ = ["Ingest", "IngestStats", "Pending", "make_writer"]
 
@@ -79,23 +76,11 @@ def _influxql(loaded: LoadedConfig, writer: InfluxWriter) -> InfluxQL | None:
                     timeout_s=cfg.timeout_s)
 
 
-def _guarded(name: str, fail: Callable[[str], None],
-             callback: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a paho callback: an exception is fatal and loud, never paho's thread dying."""
-    def run(*args: Any) -> None:
-        try:
-            callback(*args)
-        except Exception as err:
-            log.exception("ingest %s callback failed", name)
-            fail(f"{name} callback: {type(err).__name__}: {err}")
-    return run
-
-
 class Ingest:
     """One ingest worker; ``start()`` subscribes, ``stop()`` flushes and disconnects."""
 
     def __init__(self, loaded: LoadedConfig, writer: InfluxWriter | None = None,
-                 worker_id: str = "0") -> None:
+                 worker_id: str = "0", transport: Transport | None = None) -> None:
         self.loaded = loaded
         self.config = loaded.config
         cfg = self.config.ingest
@@ -115,32 +100,40 @@ class Ingest:
         self.failed = threading.Event()
         self.on_failure: Callable[[], object] | None = None  # e.g. the CLI's stop
         self.client_id = cfg.client_id or f"medgw-ingest-{cfg.group}-{worker_id}"
-        password = loaded.secret(self.config.mqtt.password, "mqtt.password")
-        self.client = make_mqtt_client(self.config.mqtt, self.client_id, password,
-                                       manual_ack=True)
+        self.transport = transport or self._make_transport()
         self._status_topic = ingest_status_topic(self.prefix, self.client_id)
-        self.client.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
+        self.transport.set_will(self._status_topic, self._status("offline"), qos=1, retain=True)
         self.loop = self._make_loop()
         self._thread: threading.Thread | None = None
         self._server: StatusServer | None = None
-        self.client.on_connect = _guarded("connect", self._fail, self._on_connect)
-        self.client.on_disconnect = _guarded("disconnect", self._fail, self._on_disconnect)
-        self.client.on_subscribe = _guarded("subscribe", self._fail, self._on_subscribe)
-        self.client.on_message = _guarded("message", self._fail, self._on_message)
+        # ids of publishes the broker acknowledged (on_published may beat publish's return)
+        self._acked: deque[int] = deque(maxlen=4096)
+        self._acked_cond = threading.Condition()
+        self.transport.bind(self)
+
+    def _make_transport(self) -> PahoTransport:
+        cfg = self.config.ingest
+        password = self.loaded.secret(self.config.mqtt.password, "mqtt.password")
+        # The broker sends at most ReceiveMaximum unacknowledged messages (the inbox also
+        # bounds their bytes).
+        return PahoTransport(self.config.mqtt, self.client_id, password, manual_ack=True,
+                             clean_start=cfg.session_expiry_s == 0,
+                             session_expiry_s=cfg.session_expiry_s,
+                             receive_maximum=min(cfg.max_pending_messages, 65535))
 
     def _make_loop(self) -> WriteLoop:
         cfg, influx = self.config.ingest, self.config.influxdb
         tracker = SeqTracker()
         gaps = GapChecker(tracker, self.writer, _influxql(self.loaded, self.writer),
                           cfg.gap_grace_s, influx.retention_policy, enabled=cfg.record_gaps)
-        dead = DeadLetters(self.client, cfg.dead_letter_topic, cfg.dead_letter_file,
+        dead = DeadLetters(self.transport, cfg.dead_letter_topic, cfg.dead_letter_file,
                            max_payload_bytes=cfg.dead_letter_max_payload_bytes,
                            file_max_bytes=cfg.dead_letter_file_max_bytes,
                            file_backups=cfg.dead_letter_file_backups)
         settings = LoopSettings(prefix=self.prefix, batch_lines=influx.batch_lines,
                                 flush_s=influx.flush_ms / 1000.0,
                                 max_pending_bytes=cfg.max_pending_bytes)
-        return WriteLoop(settings, self.writer, self.client, dead, gaps, tracker,
+        return WriteLoop(settings, self.writer, self.transport, dead, gaps, tracker,
                          create_database=self._create_database_once())
 
     @property
@@ -178,52 +171,63 @@ class Ingest:
         return orjson.dumps({"v": 1, "worker": self.client_id, "group": self.config.ingest.group,
                              "state": state, "ts": time.time_ns()})
 
-    # -- paho callbacks (paho's thread) ----------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
-                    reason: ReasonCode, properties: object = None) -> None:
-        if reason.is_failure:
-            self.last_error = f"broker refused the connection: {describe_reason(reason)}"
-            log.error(self.last_error)
-            return
-        self.loop.generation += 1  # packet ids of earlier connections mean nothing now
+    # -- TransportListener (the transport's thread) ---------------------------------------
+    def on_connected(self, session_present: bool) -> None:
+        """Subscribe on every (re)connection; earlier packet ids mean nothing now."""
+        self.loop.generation += 1
         self.connected.set()
-        client.subscribe(self.topic_filter, qos=1)
+        self.transport.subscribe([(self.topic_filter, 1)])
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
-                       reason: ReasonCode, properties: object = None) -> None:
+    def on_connect_failed(self, reason: str) -> None:
+        """Say why the broker refused us (paho keeps trying)."""
+        self.last_error = f"broker refused the connection: {reason}"
+        log.error(self.last_error)
+
+    def on_disconnected(self, reason: str) -> None:
+        """Degrade /health until the transport has reconnected."""
         self.connected.clear()
         self.subscribed.clear()
-        self.last_error = f"disconnected: {describe_reason(reason)}"
+        self.last_error = f"disconnected: {reason}"
         if not self.loop.stop_event.is_set():
             log.warning("ingest %s", self.last_error)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
-                      reasons: list[ReasonCode], properties: object = None) -> None:
-        if any(r.is_failure for r in reasons):
-            self.last_error = f"subscription to {self.topic_filter} refused: {reasons}"
+    def on_subscribed(self, mid: int, refusal: Refusal | None) -> None:
+        """Announce the worker once the shared subscription is granted."""
+        if refusal is not None:
+            self.last_error = f"subscription to {self.topic_filter} refused: {refusal.reason}"
             log.error(self.last_error)
             return
         self.subscribed.set()
-        client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
+        self._publish(self._status_topic, self._status("online"), retain=True)
         log.info("subscribed to %s", self.topic_filter)
 
-    def _on_message(self, client: mqtt.Client, userdata: object,
-                    message: mqtt.MQTTMessage) -> None:
-        self.loop.receive(message.mid, message.qos, message.topic, bytes(message.payload))
+    def on_published(self, mid: int, refusal: Refusal | None) -> None:
+        """A commit, dead letter or presence message was acknowledged (or refused)."""
+        if refusal is not None:
+            log.warning("broker refused a publish of the ingest: %s", refusal.reason)
+        with self._acked_cond:
+            self._acked.append(mid)
+            self._acked_cond.notify_all()
+
+    def on_message(self, message: Received) -> None:
+        """Decode and queue (waits while the byte budget is spent)."""
+        self.loop.receive(message.mid, message.qos, message.topic, message.payload)
+
+    def on_callback_error(self, callback: str, err: Exception) -> None:
+        """A callback raised: the worker can no longer be trusted to ack in order."""
+        self._fail(f"{callback}: {type(err).__name__}: {err}")
+
+    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> int | None:
+        try:
+            return self.transport.publish(topic, payload, qos=1, retain=retain)
+        except TransportError as err:
+            log.error("cannot publish on %s: %s", topic, err)
+            return None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Connect, subscribe and start the writer thread."""
-        props = Properties(PacketTypes.CONNECT)
-        # The broker sends at most this many unacknowledged messages (the inbox also
-        # bounds their bytes).
-        props.ReceiveMaximum = min(self.config.ingest.max_pending_messages, 65535)
-        expiry = self.config.ingest.session_expiry_s
-        props.SessionExpiryInterval = expiry
-        self.client.connect_async(self.config.mqtt.host, self.config.mqtt.port,
-                                  keepalive=self.config.mqtt.keepalive_s,
-                                  clean_start=expiry == 0, properties=props)
-        self.client.loop_start()
+        self.transport.start()
         self._thread = threading.Thread(target=self._run, name="medgw-ingest-writer",
                                         daemon=True)
         self._thread.start()
@@ -242,8 +246,8 @@ class Ingest:
             log.critical("ingest worker failed (%s); disconnecting", reason)
         self.failed.set()
         self.loop.stop()
-        with contextlib.suppress(Exception):
-            self.client.disconnect()
+        with contextlib.suppress(Exception):  # already failing: stop is best effort
+            self.transport.stop()
         if self.on_failure is not None:
             with contextlib.suppress(RuntimeError):  # the caller's loop may be gone
                 self.on_failure()
@@ -277,12 +281,10 @@ class Ingest:
         if self._thread is not None:
             self._thread.join(timeout)
         if self.subscribed.is_set():
-            info = self.client.publish(self._status_topic, self._status("offline"), qos=1,
-                                       retain=True)
-            with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(timeout=2)
-        self.client.disconnect()
-        self.client.loop_stop()
+            mid = self._publish(self._status_topic, self._status("offline"), retain=True)
+            with self._acked_cond:
+                self._acked_cond.wait_for(lambda: mid is None or mid in self._acked, 2)
+        self.transport.stop()
         self.writer.close()
         if self._server is not None:
             self._server.stop()

@@ -24,7 +24,7 @@ from typing import Protocol
 import orjson
 
 from gateway.backoff import Backoff
-from gateway.errors import PayloadError, StoreError
+from gateway.errors import MedgwError, PayloadError, StoreError
 from gateway.model import SampleBatch
 from gateway.server.deadletter import DeadLetters
 from gateway.server.gapcheck import GapChecker
@@ -326,7 +326,7 @@ class WriteLoop:
             try:
                 self.transport.publish(commit_topic(self.settings.prefix, site, gateway),
                                        orjson.dumps({"c": done}), qos=1)
-            except (ValueError, RuntimeError, OSError) as err:
+            except (MedgwError, ValueError, RuntimeError, OSError) as err:
                 log.error("cannot confirm %d records to %s/%s: %s", len(done), site, gateway,
                           err)
 

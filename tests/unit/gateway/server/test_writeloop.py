@@ -264,3 +264,68 @@ def test_dead_letter_topic_under_the_data_prefix_is_refused() -> None:
                            "ingest": {"dead_letter_topic": "medgw/v1/dead"}})
     with pytest.raises(ConfigError, match=r"ingest\.dead_letter_topic"):
         Ingest(loaded, writer=FakeWriter())  # type: ignore[arg-type]
+
+
+class FakeTransport(PahoLikeTransport):
+    """The whole wire.transport.Transport protocol, without a broker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listener: Any = None
+        self.subscriptions: list[list[tuple[str, int]]] = []
+        self.will: tuple[str, bytes] | None = None
+        self.started = self.stopped = False
+
+    def bind(self, listener: Any) -> None:
+        self.listener = listener
+
+    def set_will(self, topic: str, payload: bytes, qos: int = 1, retain: bool = True) -> None:
+        self.will = (topic, payload)
+
+    def start(self) -> None:
+        self.started = True
+
+    def subscribe(self, topics: Any) -> int:
+        self.subscriptions.append(list(topics))
+        return 1
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> int:
+        super().publish(topic, payload, qos, retain)
+        mid = len(self.published)
+        if self.listener is not None:
+            self.listener.on_published(mid, None)  # the broker acknowledges at once
+        return mid
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_ingest_over_a_fake_transport() -> None:
+    """The Ingest as a TransportListener: subscribe on connect, announce, write, ack, stop."""
+    from gateway.wire.transport import Received
+
+    loaded = parse_config({"site": "site", "gateway": "gw", "influxdb": {"flush_ms": 10},
+                           "ingest": {"record_gaps": False, "client_id": "w1"}})
+    transport = FakeTransport()
+    writer = FakeWriter()
+    ingest = Ingest(loaded, writer=writer, transport=transport)  # type: ignore[arg-type]
+    assert transport.listener is ingest and transport.will is not None
+    ingest.start()
+    ingest.on_connected(False)
+    assert transport.subscriptions == [[("$share/medgw/medgw/v1/#", 1)]]
+    ingest.on_subscribed(1, None)
+    ingest.wait_subscribed(1)
+    assert transport.published[0][0] == "medgw/v1_ctl/ingest/w1/status"
+    ingest.on_message(Received(TOPIC, payload(0, 5), mid=7, qos=1))
+    ingest.stop()
+    assert transport.acks == [7] and writer.lines() == 5 and transport.stopped
+    assert orjson.loads(transport.published[-1][1])["state"] == "offline"
+
+
+def test_a_callback_error_is_fatal_and_loud() -> None:
+    loaded = parse_config({"site": "site", "gateway": "gw"})
+    transport = FakeTransport()
+    ingest = Ingest(loaded, writer=FakeWriter(), transport=transport)  # type: ignore[arg-type]
+    ingest.on_callback_error("on_message", RuntimeError("bug"))
+    assert ingest.failed.is_set() and ingest.health()["status"] == "failed"
+    assert transport.stopped  # the broker hands our messages to other workers
