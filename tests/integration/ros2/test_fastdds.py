@@ -8,6 +8,7 @@ loopback with unicast discovery as everywhere else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 
 from drivers.ros2 import dds
 from gateway.driver import DriverContext
+from gateway.errors import DeviceError
 from gateway.model import Quality
 
 pytestmark = pytest.mark.integration
@@ -144,3 +146,39 @@ def test_fastdds_type_information_rejected_is_a_warning_metric_and_degraded(
     assert len(warnings) == 1, warnings
     assert js in warnings[0] and "sensor_msgs/msg/JointState" in warnings[0]
     assert "likely reason: type" in warnings[0]
+
+
+def _check(ctx: DriverContext, domain_id: int, **options: Any) -> str:
+    from drivers.ros2 import Ros2Driver, Ros2Options, TopicOptions
+
+    explicit = [TopicOptions(name=f"{PREFIX}/absent", type="geometry_msgs/msg/Pose")]
+    driver = Ros2Driver(ctx, Ros2Options(domain_id=domain_id, transport="cyclonedds",
+                                         patterns=[f"{PREFIX}/*"], topics=explicit, **options))
+    return asyncio.run(driver.check(listen_s=4.0))
+
+
+def test_check_lists_every_wanted_topic(fastdds: Callable[[float], Child], ctx: DriverContext,
+                                        domain_id: int) -> None:
+    fastdds(30.0)
+    head, *lines = _check(ctx, domain_id).splitlines()
+    assert head.startswith(f"cyclonedds on ROS domain {domain_id}: {len(fdp.TOPICS)} selected "
+                           f"topics published, {len(fdp.TOPICS) + 1} wanted")
+    by_topic = {line.split()[0].rstrip(":"): line for line in lines}
+    assert set(by_topic) == {_topic(t) for t in fdp.TOPICS} | {f"{PREFIX}/absent"}
+    assert "not discovered" in by_topic[f"{PREFIX}/absent"]
+    js = by_topic[_topic("measured_js")]
+    assert "[sensor_msgs/msg/JointState] 1 publisher(s) (eProsima Fast DDS (1.15)): matched" in js
+    assert all(": matched, " in by_topic[_topic(t)] and " Hz" in by_topic[_topic(t)]
+               for t in fdp.TOPICS)
+
+
+def test_check_fails_naming_the_unmatched_publication(
+        fastdds: Callable[[float], Child], ctx: DriverContext, domain_id: int) -> None:
+    fastdds(30.0)
+    with pytest.raises(DeviceError, match="1 problem") as err:
+        _check(ctx, domain_id, network=dds.NetworkOptions(ignore_type_information=[]))
+    js = next(line for line in str(err.value).splitlines() if _topic("measured_js") in line)
+    assert "eProsima Fast DDS (1.15)" in js and "UNMATCHED 1 of 1 (type:" in js
+    cp = next(line for line in str(err.value).splitlines()
+              if line.split()[0] == _topic("measured_cp"))
+    assert ": matched, " in cp
