@@ -43,6 +43,7 @@ from drivers.vda5050.messages import (
 from drivers.vda5050.options import Vda5050Options
 from drivers.vda5050.sequence import HeaderTracker, Observation, Outcome
 from gateway.driver import DriverContext
+from gateway.errors import StreamSpecError
 from gateway.model import Quality, StreamKind, StreamSpec
 from gateway.ring import StreamRing
 
@@ -187,7 +188,7 @@ class Fleet:
         name = self._name(manufacturer, serial)
         try:
             specs = self._specs(name)
-        except ValueError as err:  # StreamSpecError (a ValueError): a name the rule refuses
+        except StreamSpecError as err:  # a serial number the name rule refuses
             self.refused[key] = "bad_name"
             self.ctx.log.warning("device %s: vehicle %s/%s refused: %s", self.ctx.device,
                                  manufacturer[:60], serial[:60], err)
