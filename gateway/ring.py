@@ -300,6 +300,15 @@ class RingStore:
         """
         return None
 
+    def settle_seq(self, rings: Iterable[StreamRing]) -> None:
+        """Persist that ``rings`` used every number below their write position, and no more.
+
+        The publisher calls this at a clean stop once those rings are fully spooled, so the
+        next start resumes right after their last sample instead of after the reservation
+        (unused reserved numbers would show as a false gap). This store does nothing.
+        """
+        return None
+
     def reader(self, name: str, from_start: bool = True) -> RingReader:
         """Create a reader with its own cursors (from each ring's first sample, or from now)."""
         return RingReader(name, self, from_start)

@@ -154,6 +154,22 @@ class SeqState:
                     changed = True
             return changed and self._save()
 
+    def settle(self, rings: Iterable[StreamRing]) -> bool:
+        """Lower fully spooled rings' reservations to their write position (a clean stop).
+
+        Only at a clean stop, after the last sample of each ring went to the spool: the next
+        start then resumes right after it, and the unused reserved numbers do not show as a
+        gap. True if the file was written.
+        """
+        with self._lock:
+            changed = False
+            for ring in rings:
+                key = ring.stream.key
+                if self.reserved.get(key, -1) > ring.write_seq:
+                    self.reserved[key] = ring.write_seq
+                    changed = True
+            return changed and self._save()
+
     def _save(self) -> bool:
         try:
             atomic_write(self.path, orjson.dumps(self.reserved))
@@ -207,3 +223,7 @@ class SeqRingStore(RingStore):
     def reserve_seq(self, rings: Iterable[StreamRing] | None = None) -> None:
         """Persist reservations ahead of ``rings`` (default: every ring) before they are used."""
         self.seq_state.reserve(self.rings() if rings is None else rings)
+
+    def settle_seq(self, rings: Iterable[StreamRing]) -> None:
+        """Persist the exact next number of ``rings`` (fully spooled, at a clean stop)."""
+        self.seq_state.settle(rings)

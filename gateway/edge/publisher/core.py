@@ -360,6 +360,9 @@ class MqttPublisher:
             self._wake.clear()
             self.flush(force=True)
         self._apply(self.link.take())
+        # every sample of these rings is in the spool: the next start resumes right after
+        # them, not after the reservation (whose unused numbers would look like a gap)
+        self.store.settle_seq([r for r in self.store.rings() if self.reader.pending(r) == 0])
 
     def stop(self, drain_timeout: float = 10.0) -> bool:
         """Spool everything pending, publish it (bounded wait for acks), close the spool.

@@ -18,6 +18,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.edge.publisher import MqttPublisher
+from gateway.edge.seqstate import SeqRingStore, SeqState
 from gateway.edge.spool import Spool
 from gateway.metrics import GatewayMetrics
 from gateway.model import StreamSpec
@@ -121,8 +122,8 @@ def clock() -> Clock:
     return Clock()
 
 
-def make(tmp_path: Path, clock: Clock, **overrides: Any) -> tuple[MqttPublisher, FakeTransport,
-                                                                    StreamRing]:
+def make(tmp_path: Path, clock: Clock, store: RingStore | None = None,
+         **overrides: Any) -> tuple[MqttPublisher, FakeTransport, StreamRing]:
     spool = {"dir": str(tmp_path / "spool"), "replay_window_s": 0, "confirm_timeout_s": 30,
              "flush_interval_ms": 1000, "ingest_wait_s": 30, **overrides.pop("spool", {})}
     loaded = parse_config({
@@ -131,7 +132,7 @@ def make(tmp_path: Path, clock: Clock, **overrides: Any) -> tuple[MqttPublisher,
         "publisher": {"max_batch_samples": 10, "max_latency_ms": 100},
         "spool": spool,
     })
-    store = RingStore(4096)
+    store = store or RingStore(4096)
     ring = store.add_stream(SPEC)
     transport = FakeTransport()
     publisher = MqttPublisher(loaded, store, GatewayMetrics(), epoch=7, transport=transport,
@@ -359,6 +360,20 @@ def test_stop_keeps_what_the_broker_did_not_acknowledge(tmp_path: Path, clock: C
     assert publisher.stop(drain_timeout=0) is False
     again = Spool(tmp_path / "spool", 1 << 20)
     assert again.recovered == 4 and again.unconfirmed_samples() == 35
+
+
+def test_a_clean_stop_leaves_no_false_gap_at_the_next_start(tmp_path: Path,
+                                                            clock: Clock) -> None:
+    store = SeqRingStore(4096, SeqState(tmp_path / "seq.json", step=2000))
+    publisher, transport, ring = make(tmp_path, clock, store=store)
+    transport.connect()
+    transport.auto_ack = True
+    append(ring, 1064)
+    publisher.flush(force=True)
+    assert store.seq_state.reserved[SPEC.key] > 1064  # the reservation runs a step ahead
+    assert publisher.stop(drain_timeout=5)
+    again = SeqRingStore(4096, SeqState(tmp_path / "seq.json", step=2000))
+    assert again.add_stream(SPEC).start_seq == ring.write_seq == 1064
 
 
 def test_the_loop_survives_an_unexpected_exception(tmp_path: Path, clock: Clock,
