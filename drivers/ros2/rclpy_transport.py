@@ -202,7 +202,8 @@ class RclpyTransport:
 
     def _warn_domain(self, node: Node, shared: bool) -> None:
         domain = node.context.get_domain_id()
-        if shared and domain != self.options.domain_id:
+        explicit = "domain_id" in self.options.model_fields_set
+        if shared and explicit and domain != self.options.domain_id:
             self.log.warning("ros2 rclpy transport: reading through the ROS node %s on domain "
                              "%d; the driver's domain_id %d does not apply", node.get_name(),
                              domain, self.options.domain_id)

@@ -97,3 +97,39 @@ def start_publisher(domain_id: int) -> Iterator[Callable[..., PublisherProcess]]
     yield start
     for proc in procs:
         proc.stop()
+
+
+def colcon_build(base: Path) -> Path:
+    """colcon build ros_ws with the PyPI build wheels into ``base``; return the install dir.
+
+    The wheels' CMake packages live in this venv's prefix (sys.prefix/share), so that is
+    the ament and CMake prefix; ros_ws/cmake/pypi_wheels.cmake repairs the include
+    directories the wheels' exported targets name (see that file).
+    """
+    prefix = sys.prefix
+    env = dict(os.environ, AMENT_PREFIX_PATH=prefix, CMAKE_PREFIX_PATH=prefix,
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    fix = ROOT / "ros_ws" / "cmake" / "pypi_wheels.cmake"
+    cmd = [str(Path(sys.executable).parent / "colcon"), "--log-base", str(base / "log"), "build",
+           "--base-paths", str(ROOT / "ros_ws" / "src"), "--build-base", str(base / "build"),
+           "--install-base", str(base / "install"), "--event-handlers", "console_direct+",
+           "--cmake-args", f"-DCMAKE_PROJECT_INCLUDE={fix}"]
+    done = subprocess.run(cmd, cwd=base, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        pytest.fail(f"colcon build of ros_ws failed ({done.returncode}):\n"
+                    f"{(done.stdout + done.stderr)[-4000:]}")
+    return base / "install"
+
+
+def sourced_env(install: Path, base: dict[str, str]) -> dict[str, str]:
+    """Return ``base`` after ``. install/setup.sh`` (what a user's shell would have)."""
+    out = subprocess.run(["sh", "-c", f'. "{install}/setup.sh" && env -0'], env=base,
+                         capture_output=True, check=True, timeout=60)
+    pairs = (item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
+    return dict(pairs)
+
+
+@pytest.fixture(scope="session")
+def ros_ws_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ros_ws built once per session with colcon and the PyPI ROS 2 build wheels."""
+    return colcon_build(tmp_path_factory.mktemp("ros_ws"))

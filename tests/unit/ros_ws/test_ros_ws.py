@@ -77,6 +77,10 @@ def test_msgs_package_declares_interface_generation() -> None:
 def test_node_package_declares_runtime_deps() -> None:
     d = deps(SRC / "medgw_ros")
     assert {"rclpy", "launch", "launch_ros", "medgw_msgs"} <= d["exec_depend"]
+    # the rclpy transport's raw subscriptions need the mapped types' type support; the node
+    # uses the system's middleware, so it does not pin one
+    assert {"sensor_msgs", "geometry_msgs", "std_msgs"} <= d["exec_depend"]
+    assert not {dep for dep in d["exec_depend"] if dep.startswith("rmw_")}
     assert (SRC / "medgw_ros" / "resource" / "medgw_ros").is_file()
 
 
@@ -184,6 +188,8 @@ def test_launch_file_defines_generate_launch_description(monkeypatch: pytest.Mon
     assert "config" in params and used <= declared
     config_default = next(a for a in actions if type(a).__name__ == "DeclareLaunchArgument"
                           and a.args[0] == "config").kwargs["default_value"]
+    assert not [a for a in actions if type(a).__name__ == "SetEnvironmentVariable"
+                and a.args and a.args[0] == "RMW_IMPLEMENTATION"], "the node must not pin the RMW"
     parts = config_default.args[0]
     assert parts[1:] == ["config", "medgw.yaml"]
     assert (SRC / "medgw_ros" / "config" / "medgw.yaml").is_file()

@@ -1,7 +1,7 @@
 """Launch the medgw node: ros2 launch medgw_ros medgw.launch.py config:=/etc/medgw/gw.yaml"""
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -17,8 +17,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="ROS log level of the medgw node"),
         DeclareLaunchArgument("health_period_s", default_value="10.0",
                               description="seconds between health log lines"),
-        # the gateway reads DDS with Cyclone; the robot's nodes should use it as well
-        SetEnvironmentVariable("RMW_IMPLEMENTATION", "rmw_cyclonedds_cpp"),
+        # no RMW_IMPLEMENTATION here: the node reads through its own rclpy context, so it
+        # uses whatever middleware the rest of the ROS system uses
         Node(
             package="medgw_ros",
             executable="medgw_node",

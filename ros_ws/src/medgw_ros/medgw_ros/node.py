@@ -1,8 +1,11 @@
 """rclpy node that runs the medgw gateway (gateway.edge.daemon) inside a ROS 2 system.
 
-The node owns no subscriptions of its own: the gateway's ros2 driver reads the robot's
-topics over DDS (read-only) and the publisher streams them to MQTT. The node gives the
-gateway a ROS lifecycle: parameters, launch files, logging and shutdown with the system.
+The gateway's ros2 devices read through this node: before the gateway starts, the node
+is shared with the ros2 driver's rclpy transport (``transport: auto`` or ``rclpy``), so
+their raw subscriptions live on this node, on its context, domain, RMW and executor,
+and the process runs one DDS stack. The node never publishes robot data; the publisher
+streams the rings to MQTT. The node gives the gateway a ROS lifecycle: parameters,
+launch files, logging and shutdown with the system (SIGINT/SIGTERM drain the gateway).
 
 Parameters:
   config (string)          path of the gateway config file (required)
@@ -18,9 +21,12 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
 
-from gateway.config import load_config
+from drivers.ros2 import rclpy_transport
+from gateway.config import LoadedConfig, load_config
 from gateway.edge.daemon import Gateway, GatewayThread
+from gateway.edge.health import HealthServer
 from gateway.errors import MedgwError
+from gateway.logs import setup_logging
 
 
 class MedgwNode(Node):
@@ -34,13 +40,46 @@ class MedgwNode(Node):
         if not path:
             raise MedgwError("parameter 'config' (path of the gateway config) is required")
         loaded = load_config(path)
-        self.gateway = Gateway(loaded)
-        self.thread = GatewayThread(self.gateway)
-        self.thread.start()
+        self._warn_second_stack(loaded)
+        self.health: HealthServer | None = None
+        rclpy_transport.share_node(self)
+        try:
+            self.gateway = Gateway(loaded)
+            self._start_health(loaded)
+            self.thread = GatewayThread(self.gateway)
+            self.thread.start()
+        except BaseException:
+            self._stop_health()
+            rclpy_transport.share_node(None)
+            raise
         names = ", ".join(d.name for d in self.gateway.devices) or "none"
-        self.get_logger().info(f"medgw gateway {loaded.config.gateway} running; devices: {names}")
+        self.get_logger().info(f"medgw gateway {loaded.config.gateway} running; devices: {names}"
+                               f" (ros2 devices read through this node)")
         period = self.get_parameter("health_period_s").get_parameter_value().double_value
         self.create_timer(max(period, 1.0), self._log_health)
+
+    def _start_health(self, loaded: LoadedConfig) -> None:
+        """Serve /health, /metrics and the status page as ``medgw run`` does."""
+        cfg = loaded.config.health
+        if not cfg.enabled:
+            return
+        self.health = HealthServer(cfg.host, cfg.port, self.gateway.metrics.registry,
+                                   self.gateway.health_report, store=self.gateway.store)
+        self.health.start()
+        self.get_logger().info(f"health and metrics on http://{cfg.host}:{self.health.port}/")
+
+    def _stop_health(self) -> None:
+        if self.health is not None:
+            self.health.stop()
+            self.health = None
+
+    def _warn_second_stack(self, loaded: LoadedConfig) -> None:
+        """Warn about ros2 devices that asked for their own Cyclone DDS participant."""
+        for device in loaded.config.devices:
+            if device.driver == "ros2" and device.options.get("transport") == "cyclonedds":
+                self.get_logger().warning(
+                    f"device {device.name}: transport cyclonedds opens a second DDS stack in "
+                    f"this ROS process; 'auto' or 'rclpy' reads through this node instead")
 
     def _log_health(self) -> None:
         """Log the gateway's health document (warn when degraded)."""
@@ -52,7 +91,11 @@ class MedgwNode(Node):
 
     def shutdown(self) -> bool:
         """Stop drivers and drain the publisher; True if every sample was acknowledged."""
-        acked = self.thread.stop()
+        try:
+            acked = self.thread.stop()
+        finally:
+            self._stop_health()
+            rclpy_transport.share_node(None)
         self.get_logger().info(f"medgw stopped (all samples acknowledged: {acked})")
         return acked
 
@@ -60,6 +103,7 @@ class MedgwNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run medgw_ros medgw_node``."""
     rclpy.init(args=args)
+    setup_logging(json_lines=False, verbose=False)  # the gateway's own log lines, on stderr
     try:
         node = MedgwNode()
     except MedgwError as err:
