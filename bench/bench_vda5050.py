@@ -317,15 +317,17 @@ def capacity(fleet_port: int, medgw_port: int, sizes: list[int], seconds: float,
         all_acked, produced, acked = gw.stop()
         held = sent.value > 0
         # lossless and keeping up: the last states in the rings within 1 s of the last sent
-        lossless = held and got == sent.value and holes == 0 and all_acked and \
-            acked == produced and drain_s <= 1.0
+        complete = held and got == sent.value and holes == 0 and all_acked and \
+            acked == produced
+        lossless = complete and drain_s <= 1.0
+        verdict = ("lossless" if lossless else "complete but fell behind" if complete
+                   else "LOSS" if held else "not measured")
         rows.append((size, share, lossless))
         print(f"  {size:5d} vehicles: sent {abs(sent.value):7d}, in the rings {got:7d} "
               f"({drain_s:.2f} s after the last sent), holes {holes}, published "
               f"{acked}/{produced} samples, gateway process CPU {share * 100:5.1f} %"
               f"{'' if held else ' (the publisher could not hold 10 Hz)'}"
-              f" -> {'lossless' if lossless else 'LOSS or behind' if held else 'not measured'}",
-              flush=True)
+              f" -> {verdict}", flush=True)
         if not lossless:  # a loss, or the one publisher process is the limit
             break
     return rows
