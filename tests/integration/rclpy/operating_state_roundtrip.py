@@ -21,7 +21,7 @@ from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.node import Node
 
-from drivers.ros2 import Ros2Driver, Ros2Options
+from drivers.ros2 import Ros2Driver, Ros2Options, TopicOptions
 from gateway.driver import DriverContext
 from gateway.metrics import GatewayMetrics
 from gateway.ring import RingStore
@@ -39,7 +39,7 @@ def main() -> int:
     ctx = DriverContext("s", "d", RingStore(64), GatewayMetrics(), logging.getLogger("rt"))
     domain = int(os.environ["ROS_DOMAIN_ID"])
     driver = Ros2Driver(ctx, Ros2Options(transport="rclpy", domain_id=domain, topics=[
-        {"name": TOPIC, "type": "medgw_msgs/msg/OperatingState"}]))
+        TopicOptions(name=TOPIC, type="medgw_msgs/msg/OperatingState")]))
     loop = asyncio.new_event_loop()
     task = loop.create_task(driver.run())
     thread = threading.Thread(target=_run, args=(loop, task), daemon=True)
@@ -62,7 +62,7 @@ def main() -> int:
             batch = ctx.store.ring("s/d/PSM1.operating_state").snapshot()
         except KeyError:
             batch = None
-        texts = [] if batch is None else [str(t) for t in batch.text]
+        texts = [] if batch is None else [str(t) for t in batch.text or ()]
         if len(texts) >= len(STATES):
             break
         time.sleep(0.05)
