@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import logging
 import multiprocessing as mp
+import resource
 import sys
 import tempfile
 import threading
@@ -258,7 +259,6 @@ class GatewayRun:
         loaded = parse_config({
             "site": "bench", "gateway": "gw-bench",
             "mqtt": {"host": "127.0.0.1", "port": medgw_port},
-            "publisher": {"max_batch_samples": 1000, "max_latency_ms": 100},
             "spool": {"dir": str(spool_dir), "confirm": False},
             "health": {"enabled": False},
             "devices": [{"name": "fleet", "driver": "vda5050", "options": {
@@ -325,7 +325,8 @@ def capacity(fleet_port: int, medgw_port: int, sizes: list[int], seconds: float,
         rows.append((size, share, lossless))
         print(f"  {size:5d} vehicles: sent {abs(sent.value):7d}, in the rings {got:7d} "
               f"({drain_s:.2f} s after the last sent), holes {holes}, published "
-              f"{acked}/{produced} samples, gateway process CPU {share * 100:5.1f} %"
+              f"{acked}/{produced} samples, gateway process CPU {share * 100:5.1f} %, peak RSS "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
               f"{'' if held else ' (the publisher could not hold 10 Hz)'}"
               f" -> {verdict}", flush=True)
         if not lossless:  # a loss, or the one publisher process is the limit

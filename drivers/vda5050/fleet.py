@@ -198,7 +198,9 @@ class Fleet:
             self.ctx.log.warning("device %s: vehicle %s/%s refused: stream %s is taken by "
                                  "another vehicle", self.ctx.device, manufacturer, serial, name)
             return "name_collision"
-        state, events, gaps = (self.ctx.add_stream(spec) for spec in specs)
+        small = min(self.options.event_ring_capacity, self.ctx.capacity_for(specs[1]))
+        state = self.ctx.add_stream(specs[0])  # sized in time from rate_hz
+        events, gaps = (self.ctx.store.add_stream(spec, small) for spec in specs[1:])
         self.names.update(spec.stream for spec in specs)
         self.vehicles[key] = Vehicle(manufacturer, serial, name, state, events, gaps)
         self.ctx.log.info("device %s: vehicle %s/%s -> stream %s", self.ctx.device,

@@ -60,6 +60,9 @@ class Vda5050Options(_Strict):
                               description="bounded cardinality: more vehicles are quarantined")
     rate_hz: float = Field(default=10.0, gt=0, le=1000,
                            description="nominal state rate (sizes the rings)")
+    event_ring_capacity: int = Field(default=512, ge=16, le=65536, description="ring size "
+                                     "of each vehicle's event and source_gap streams (events "
+                                     "are rare; the publisher drains them at once)")
     max_source_gap: int = Field(default=100_000, ge=1, description="a headerId jump larger "
                                 "than this is a reset (restart with a new numbering), not loss")
     reconnect_initial_s: float = Field(default=0.5, gt=0)

@@ -253,3 +253,12 @@ def test_map_index_is_bounded_and_changes_are_events() -> None:
     pos = {"x": 0.0, "y": 0.0, "theta": 0.0, "mapId": "L9", "positionInitialized": True}
     feed(fleet, state_v2(2, agvPosition=pos))
     assert rows(fleet, "agv-1")[0]["map"] == 1.0 and math.isnan(rows(fleet, "agv-1")[1]["map"])
+
+
+def test_event_rings_are_small_and_the_state_ring_is_sized_in_time() -> None:
+    fleet = make_fleet(event_ring_capacity=64)
+    fleet.ctx.ring_seconds = 60.0
+    feed(fleet, state_v2(1))
+    assert ring(fleet, "agv-1.events").capacity == 64
+    assert ring(fleet, "agv-1.source_gap").capacity == 64
+    assert ring(fleet, "agv-1").capacity == fleet.ctx.min_ring_capacity  # 10 Hz x 60 s < 1024
