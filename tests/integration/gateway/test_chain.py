@@ -112,7 +112,7 @@ def test_malformed_messages_are_quarantined_not_fatal(mosquitto: MosquittoServic
     watcher.loop_start()
     with Chain(loaded) as chain:
         for payload in (b"not json", b'{"v": 1}', b"[]"):
-            chain.ingest.client.publish("medgw/v1/test-site/rogue/junk", payload, qos=1)
+            chain.ingest.transport.publish("medgw/v1/test-site/rogue/junk", payload, qos=1)
         wait_until(lambda: chain.produced() == len(STREAMS) * 500, 20, message="sources")
         chain.stop()
     wait_until(lambda: len(quarantined) == 3, 10, message="three dead letters")
