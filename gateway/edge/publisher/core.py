@@ -69,6 +69,7 @@ class MqttPublisher:
                            on_drop=self._on_drop, confirm=False, clock=clock)
         if self.spool.cut_records:
             metrics.spool_cut_records.inc(self.spool.cut_records)
+        self._stats = self.spool.stats()  # refreshed by the publisher thread only
         self._latency_ms = min(cfg.publisher.max_latency_ms, cfg.spool.flush_interval_ms)
         prefix = cfg.mqtt.topic_prefix
         self.prefix = prefix
@@ -118,16 +119,17 @@ class MqttPublisher:
     def health(self) -> PublisherHealth:
         """Return a snapshot for /health (safe from any thread)."""
         thread = self._thread
-        stats = self.spool.stats()
+        stats = self._stats  # the spool itself belongs to the publisher thread
         with self._health_lock:
             failing, loop_errors = self._failing, self._loop_errors
         return PublisherHealth(
             thread_alive=thread is not None and thread.is_alive() and not failing,
             broker_connected=self.connected.is_set(), last_error=self.last_error,
-            spool_degraded=stats.degraded, inflight=self.inflight(),
+            spool_degraded=self.spool.degraded, inflight=self.inflight(),
             loop_errors=loop_errors, callback_errors=self.link.callback_errors,
             spool_records=stats.records, spool_unconfirmed_samples=stats.unconfirmed_samples,
-            samples_dropped=stats.dropped_samples, epoch=self.epoch)
+            samples_dropped=stats.dropped_samples, epoch=self.epoch,
+            spool_report=tuple(self.spool.report))
 
     # -- callbacks from other threads ----------------------------------------------------
     def _status(self, state: str) -> bytes:
@@ -244,7 +246,7 @@ class MqttPublisher:
 
     def _export_spool_state(self) -> None:
         """Publish the spool's size on /metrics (once per spool flush)."""
-        stats = self.spool.stats()
+        stats = self._stats = self.spool.stats()
         self.metrics.spool_records.set(stats.records)
         self.metrics.spool_bytes.set(stats.bytes)
         self.metrics.spool_unconfirmed.set(stats.unconfirmed_samples)

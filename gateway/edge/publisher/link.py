@@ -107,7 +107,11 @@ class BrokerLink:
         if lost:
             log.warning("broker came back without our session: resending the spool once an "
                         "ingest worker is subscribed")
-        self.transport.subscribe([(self.ingest_filter, 1), (self.commit_topic, 1)])
+        try:
+            self.transport.subscribe([(self.ingest_filter, 1), (self.commit_topic, 1)])
+        except TransportError as err:  # publish anyway: PUBACKs alone end records then
+            self.set_error(f"cannot subscribe to the control topics: {err}")
+            log.error("cannot subscribe to the control topics: %s", err)
         self.publish_status("online")
         self.connected.set()
         self._wake()

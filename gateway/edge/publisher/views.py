@@ -32,10 +32,11 @@ class PublisherHealth:
     inflight: int
     loop_errors: int  # unexpected exceptions in the publisher loop (each one restarted it)
     callback_errors: int  # unexpected exceptions in the MQTT callbacks
-    spool_records: int
+    spool_records: int  # as of the last spool flush (about every spool.flush_interval_ms)
     spool_unconfirmed_samples: int
     samples_dropped: int  # by the spool policy, disk full included
     epoch: int
+    spool_report: tuple[str, ...] = ()  # what spool recovery cut or skipped at start
 
 
 def resolve_spool_dir(loaded: LoadedConfig) -> tuple[Path, bool]:

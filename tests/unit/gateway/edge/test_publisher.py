@@ -412,6 +412,16 @@ def test_health_reports_the_loop_and_the_spool(started: Any) -> None:
     assert health.broker_connected and health.epoch == 7 and health.inflight == 0
     assert not health.thread_alive  # never started in this test
     assert health.spool_degraded is None and health.samples_dropped == 0
+    assert health.spool_report == ()
+
+
+def test_health_carries_what_spool_recovery_skipped(tmp_path: Path, clock: Clock) -> None:
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "seg-5.spool").write_bytes(b"stray")
+    publisher, _, _ = make(tmp_path, clock)
+    (line,) = publisher.health().spool_report
+    assert "seg-5.spool: not a segment name" in line
+    publisher.stop(drain_timeout=0)
 
 
 def test_paho_transport_keeps_a_failing_callback_out_of_the_network_loop() -> None:

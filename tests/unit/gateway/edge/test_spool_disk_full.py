@@ -112,13 +112,15 @@ def test_block_refuses_without_counting(small_disk: Path) -> None:
 
 def test_the_publisher_keeps_running_on_a_full_disk_and_counts_the_drops(
         small_disk: Path) -> None:
-    publisher, _, ring = make(small_disk, Clock(),
-                                      spool={"policy": "drop_newest", "max_bytes": 64 << 20,
-                                             "segment_bytes": 256 << 10})
+    clock = Clock()
+    publisher, _, ring = make(small_disk, clock,
+                              spool={"policy": "drop_newest", "max_bytes": 64 << 20,
+                                     "segment_bytes": 256 << 10})
     produced = 0
     for _ in range(40):  # the broker is down: everything goes to the spool
         append(ring, 2000)
         produced += 2000
+        clock.now += 1.0  # a spool flush (and a health snapshot) at every step
         publisher.flush(force=True)
     spooled = publisher.metrics.registry.get_sample_value(
         "medgw_samples_spooled_total", {"stream": SPEC.key}) or 0.0
