@@ -41,10 +41,15 @@ class Simulators:
 
     def __init__(self, data: dict[str, Any], carriers: int = 12, arms: tuple[str, ...] = (
             "PSM1", "PSM2", "ECM")) -> None:
+        import os
+
         from gateway.ops.services import free_port
         from simulators.surgical_robot import pick_domain_id
 
         self.domain = pick_domain_id()
+        # the demo's DDS stays on this machine, rclpy/Fast DDS included (the ros2 driver picks
+        # rclpy when it imports): Fast DDS otherwise announces only non-loopback addresses
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         self.opcua_port = free_port()
         self.carriers = carriers
         self.arms = arms

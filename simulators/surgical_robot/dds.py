@@ -3,9 +3,10 @@
 Cyclone DDS configures a domain once per process (``Domain(id, xml)``); a participant
 created before that falls back to Cyclone's default (multicast on every interface). So
 the simulator configures every domain it uses first: one interface (``lo``), multicast
-off, unicast discovery of 127.0.0.1. If the domain was already created in this process
-(a driver under test in the same process configured it), the simulator's participants
-join it and a log line says so.
+off, unicast discovery of 127.0.0.1, and matching Fast DDS / GurumDDS peers by type name
+(``Compatibility/IgnoreTypeInformation``), as ROS 2 nodes match. If the domain was
+already created in this process (a driver under test in the same process configured it),
+the simulator's participants join it and a log line says so.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,11 +24,14 @@ from xml.sax.saxutils import quoteattr
 from cyclonedds.core import DDSException, Policy, Qos
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.util import duration
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 log = logging.getLogger("medgw.sim.robot")
 
 MAX_DOMAIN_ID = 232
+IGNORE_TYPE_INFORMATION = ("1.15", "1.17")
+"""eProsima Fast DDS (1.15) and GurumDDS (1.17): Cyclone 11 rejects Fast DDS's XTypes type
+objects of string sequences (JointState), so without this a Fast DDS reader never matches."""
 _PRECONDITION_NOT_MET = -4  # DDS_RETCODE_PRECONDITION_NOT_MET: the domain exists already
 
 _domains: dict[int, Domain | None] = {}
@@ -48,8 +53,20 @@ class NetworkOptions(BaseModel):
     multicast: bool = Field(default=False, description="allow multicast discovery and data")
     max_participants: int = Field(default=50, ge=1, le=120,
                                   description="participant indexes probed per peer")
+    ignore_type_information: list[str] = Field(
+        default_factory=lambda: list(IGNORE_TYPE_INFORMATION),
+        description="DDSI vendor ids (major.minor) whose XTypes type information Cyclone "
+                    "ignores, matching by type name as ROS 2 does")
     config_xml: str | None = Field(default=None,
                                    description="complete CycloneDDS XML; overrides the above")
+
+    @field_validator("ignore_type_information")
+    @classmethod
+    def _vendor_ids(cls, value: list[str]) -> list[str]:
+        for vid in value:
+            if not re.fullmatch(r"1\.[0-9]{1,2}", vid):
+                raise ValueError(f"vendor id {vid!r} is not of the form 1.N")
+        return value
 
 
 class QosOptions(BaseModel):
@@ -75,8 +92,15 @@ def loopback_config(options: NetworkOptions | None = None) -> str:
         "</General><Discovery>"
         f"<Peers>{peers}</Peers><ParticipantIndex>auto</ParticipantIndex>"
         f"<MaxAutoParticipantIndex>{int(opts.max_participants)}</MaxAutoParticipantIndex>"
-        "</Discovery></Domain></CycloneDDS>"
+        f"</Discovery>{_compatibility(opts.ignore_type_information)}</Domain></CycloneDDS>"
     )
+
+
+def _compatibility(vendor_ids: list[str]) -> str:
+    if not vendor_ids:
+        return ""
+    return ("<Compatibility><IgnoreTypeInformation>" + ",".join(vendor_ids)
+            + "</IgnoreTypeInformation></Compatibility>")
 
 
 def pick_domain_id(rng: random.Random | None = None) -> int:

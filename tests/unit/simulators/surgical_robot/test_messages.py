@@ -117,6 +117,31 @@ def test_ros2_dds_names() -> None:
         msgs.ros_dds_topic("/")
 
 
+def test_loopback_config_pins_discovery_to_this_machine() -> None:
+    xml = dds.loopback_config()
+    assert "<NetworkInterface name=\"lo\"/>" in xml and "<Peer address=\"127.0.0.1\"/>" in xml
+    assert "<AllowMulticast>false</AllowMulticast>" in xml
+    assert "<IgnoreTypeInformation>1.15,1.17</IgnoreTypeInformation>" in xml
+    assert "Compatibility" not in dds.loopback_config(dds.NetworkOptions(
+        ignore_type_information=[]))
+    with pytest.raises(ValueError, match="vendor id"):
+        dds.NetworkOptions(ignore_type_information=["fastdds"])
+    assert all(1 <= dds.pick_domain_id() <= 200 for _ in range(20))
+
+
+def test_foreign_options_objects_are_accepted_by_field() -> None:
+    """A caller's own QoS model with the same fields (e.g. a driver's) configures the sim."""
+    from pydantic import BaseModel
+
+    class OtherQos(BaseModel):
+        reliability: str = "best_effort"
+        depth: int = 7
+        deadline_ms: int = 3  # not a simulator option: not taken
+
+    config = SimConfig.model_validate({"qos": OtherQos()})
+    assert (config.qos.reliability, config.qos.depth) == ("best_effort", 7)
+
+
 def _take_raw(reader: Any) -> list[bytes]:
     ret = ddspy_take(reader._ref, SampleState.Any | ViewState.Any | InstanceState.Any, 1000)
     return [data for data, info in ret if info.valid_data]

@@ -130,6 +130,29 @@ def test_rclpy_node_delivers_exact_counts_and_values(local_only: int, listener: 
     assert (cp.header.frame_id, cp.child_frame_id) == ("PSM1_base", "PSM1")
 
 
+def test_cyclone_simulator_reaches_a_fast_dds_subscriber(local_only: int,
+                                                         listener: Any) -> None:
+    """The default (Cyclone) simulator matches rclpy's Fast DDS readers by type name."""
+    n, topics = 60, {"/PSM2/measured_js": JointState, "/PSM2/measured_cp": TransformStamped,
+                     "/PSM2/status": String}
+    ears = listener(topics)
+    sim = RobotSimulator(SimConfig(arms=["PSM2"], rate_hz=RATE, domain_id=local_only,
+                                   topics=["measured_js", "measured_cp"], max_samples=n,
+                                   qos=QosOptions(depth=5000))).open()
+    try:
+        assert sim.wait_for_subscribers(30.0, topics=list(topics)), "Fast DDS never matched"
+        sim.start()
+        sampled = sim.sampled_topics()
+        ears.spin_until(lambda: all(len(ears.got[t]) >= n for t in sampled) and
+                        len(ears.got["/PSM2/status"]) >= 1, 30.0)
+        ears.spin_until(lambda: False, 0.3)  # nothing more may arrive
+    finally:
+        sim.stop()
+    assert {t: len(ears.got[t]) for t in topics} == {t: sim.published(t) for t in topics}
+    assert len(ears.got["/PSM2/measured_js"]) == n
+    assert list(ears.got["/PSM2/measured_js"][0].name) == list(arms.PSM_JOINTS)
+
+
 def test_cli_transport_rclpy(local_only: int, listener: Any) -> None:
     """`medgw sim robot --transport rclpy` as its own process, counted by an rclpy node."""
     n, topics = 80, {"/ECM/measured_js": JointState, "/ECM/measured_cv": TwistStamped}
