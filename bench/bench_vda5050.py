@@ -341,7 +341,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     vehicles, per_vehicle = (20, 500) if args.quick else (20, 1500)
-    sizes = [50, 100, 200] if args.quick else [50, 100, 200, 400, 800]
+    sizes = [50, 100, 200] if args.quick else [100, 200, 400, 600, 800]
     seconds = 8.0 if args.quick else 12.0
     with tempfile.TemporaryDirectory() as tmp:
         broker = MosquittoService(Path(tmp) / "mosquitto")
