@@ -55,6 +55,7 @@ class _Reader:
     dds_topic: Any
     condition: Any
     takes: int = 0  # wake-ups that took data from this reader
+    history_full: int = 0  # wake-ups that took a whole history (depth samples) or more
 
     @property
     def urgent(self) -> bool:
@@ -169,6 +170,8 @@ class _Session:
             if not taken:
                 continue
             r.takes += 1
+            if taken >= r.spec.qos.depth and r.takes > 1:  # the first may be a backlog
+                r.history_full += 1
             # the first take may hold a backlog (transient-local history): not a rate
             window = self.owner.window
             if (2 * taken >= r.spec.qos.depth and window.current_ns and not r.urgent
@@ -228,6 +231,7 @@ class _Session:
             lost=int(reader.get_sample_lost_status().total_count),
             rejected=int(reader.get_sample_rejected_status().total_count),
             matched_keys=keys, incompatible_qos=int(incompatible.total_count),
+            history_full=entry.history_full,
             incompatible_policy=QOS_POLICIES.get(int(incompatible.last_policy_id))
             if incompatible.total_count else None)
 

@@ -80,6 +80,8 @@ class ReaderStatus:
     matched_keys: frozenset[str] | None = None  # keys of matched publications, when known
     incompatible_qos: int = 0  # offers refused for QoS (DDS REQUESTED_INCOMPATIBLE_QOS)
     incompatible_policy: str | None = None  # the last refused policy, e.g. "reliability"
+    history_full: int = 0  # takes that found our keep-last history full: samples may have
+    # been overwritten before we took them (DDS reports no count for that)
 
 
 class ReaderRefused(DeviceError):

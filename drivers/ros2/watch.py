@@ -52,6 +52,7 @@ class _Baseline:
 
     lost: int = 0
     rejected: int = 0
+    history_full: int = 0
     matched_total: int = 0
 
 
@@ -137,7 +138,10 @@ class TopicWatch:
                                         ("rejected", status.rejected, base.rejected)):
             if now_total > before:
                 self._lost(topic, kind, now_total - before, pipeline)
+        if status.history_full > base.history_full:
+            self._history_full(topic, status.history_full - base.history_full)
         base.lost, base.rejected = status.lost, status.rejected
+        base.history_full = status.history_full
         base.matched_total = status.matched_total
 
     def _lost(self, topic: str, kind: str, n: int, pipeline: object) -> None:
@@ -147,6 +151,14 @@ class TopicWatch:
         if rate > 0:
             m.gap_seconds.labels(device).inc(n / rate)
         text = f"{topic}: the middleware {kind} {n} samples before the driver saw them"
+        self.ctx.log.warning("ros2 %s: %s", device, text)
+        self.health.emit(time.time_ns(), "LOST", text)
+
+    def _history_full(self, topic: str, takes: int) -> None:
+        m, device = self.ctx.metrics, self.ctx.device
+        m.child(m.middleware_lost, device, topic, "reader_history_full").inc(takes)
+        text = (f"{topic}: {takes} take(s) found the reader history full; samples may have "
+                "been overwritten before the driver took them (raise qos.depth)")
         self.ctx.log.warning("ros2 %s: %s", device, text)
         self.health.emit(time.time_ns(), "LOST", text)
 

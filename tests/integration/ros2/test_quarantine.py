@@ -80,3 +80,28 @@ def test_bad_topics_are_quarantined_alone(domain_id: int, start_driver: Any,
 
 def _malformed(ctx: DriverContext, reason: str) -> float:
     return float(ctx.metrics.malformed.labels(ctx.device, reason)._value.get())
+
+
+def test_an_overrun_reader_history_is_reported(domain_id: int, start_driver: Any,
+                                               ctx: DriverContext, helpers: Any) -> None:
+    """Keep-last readers overwrite silently in DDS; the driver says when it may have."""
+    start_driver(domain_id=domain_id, topics=[{"name": "/PSM6/measured_js", "type": JS}],
+                 qos=dds.QosOptions(depth=5), batch_window_ms=20.0)
+    participant = dds.open_participant(domain_id)
+    qos = dds.make_qos(dds.QosOptions(depth=5000))
+    dds_topic = Topic(participant, "rt/PSM6/measured_js", msgs.idl_type(JS), qos=qos)
+    writer = DataWriter(participant, dds_topic, qos=qos)
+    try:
+        helpers.wait_for(lambda: writer.get_publication_matched_status().current_count, 15,
+                         "the driver's reader")
+        dds.write_raw(writer, _joint_state(0, ["j1"]))
+        helpers.wait_for(lambda: helpers.data_count(ctx, "/PSM6/measured_js") == 1, 10,
+                         "the first sample")
+        metric = ctx.metrics.middleware_lost.labels(ctx.device, "/PSM6/measured_js",
+                                                    "reader_history_full")
+        for k in range(1, 2001):  # far faster than 5 samples per 20 ms batch window
+            dds.write_raw(writer, _joint_state(k, ["j1"]))
+        helpers.wait_for(lambda: metric._value.get() >= 1, 10, "the overrun reported")
+    finally:
+        dds.delete_entities(writer, dds_topic, participant)
+    assert helpers.data_count(ctx, "/PSM6/measured_js") < 2001  # samples were overwritten

@@ -257,3 +257,17 @@ def test_reader_spec_of_event_topics_is_urgent(ctx: DriverContext) -> None:
     router.tick(0)
     spec = transport.specs["/arm/operating_state"]
     assert spec.urgent and spec.qos.durability == "transient_local"
+
+
+def test_reader_history_full_is_reported(ctx: DriverContext) -> None:
+    router, transport = _router(ctx)
+    router.tick(0)
+    router.publication(_pub("/arm/measured_js"))
+    now = _ticks(router, 0, 0.5)
+    transport.status["/arm/measured_js"] = ReaderStatus(1, 1, history_full=2)
+    _ticks(router, now, 0.5)
+    m = ctx.metrics
+    assert _gauge(ctx, m.middleware_lost, ctx.device, "/arm/measured_js",
+                  "reader_history_full") == 2
+    health = router.health.ring.snapshot()
+    assert health is not None and any("history full" in t for t in health.text or ())
