@@ -229,9 +229,9 @@ class MqttPublisher:
         for answer in taken.answers:
             sent = answer.sent
             if answer.refusal is None:
-                self.spool.accept(sent.record_id, sent.attempt)
-                self._counters(sent.key).acked += sent.n
-                self.metrics.child(self.metrics.published, sent.key).inc(sent.n)
+                if self.spool.accept(sent.record_id, sent.attempt):  # not a stale answer
+                    self._counters(sent.key).acked += sent.n
+                    self.metrics.child(self.metrics.published, sent.key).inc(sent.n)
             elif answer.refusal.transient:
                 log.warning("broker refused a publish for now (%s): sending it again",
                             answer.refusal.reason)
@@ -240,7 +240,7 @@ class MqttPublisher:
                 self.link.set_error(f"broker refused a publish: {answer.refusal.reason}")
                 log.error("broker refused a publish: %s (stream %s, %d samples dropped)",
                           answer.refusal.reason, sent.key, sent.n)
-                self.spool.discard(sent.record_id, "refused")
+                self.spool.discard(sent.record_id, "refused", sent.attempt)
         for key, first_seq in taken.commits:
             self.spool.confirm(key, first_seq)
 
@@ -337,7 +337,7 @@ class MqttPublisher:
             else:
                 self.link.set_error(str(err))
                 log.error("%s (stream %s, %d samples dropped)", err, message.key, message.n)
-                self.spool.discard(message.record_id, "refused")
+                self.spool.discard(message.record_id, "refused", message.attempt)
             return False
         counters = self._counters(message.key)
         counters.sent += message.n

@@ -245,34 +245,32 @@ class Spool:
         return Outgoing(record.record_id, record.attempt, record.key, record.topic, payload,
                         record.n, record.replay)
 
-    def _current(self, record_id: int, attempt: int | None) -> SpoolRecord | None:
-        """The record, unless confirmed or the answer belongs to an earlier send of it."""
-        record = self._index.by_id(record_id)
-        if record is None or record.state == State.CONFIRMED:
-            return None
-        if attempt is not None and attempt != record.attempt:
-            return None
-        return record
+    def accept(self, record_id: int, attempt: int | None = None) -> bool:
+        """The broker acknowledged a record (kept until confirmed or past the window).
 
-    def accept(self, record_id: int, attempt: int | None = None) -> None:
-        """The broker acknowledged a record (kept until confirmed or past the window)."""
-        record = self._current(record_id, attempt)
-        if record is not None and record.state == State.INFLIGHT:
-            record.state = State.ACKED
-            record.acked_at = self._clock()
-            self._dirty = True
+        False when the answer changes nothing (a stale answer to an earlier send).
+        """
+        record = self._index.current(record_id, attempt)
+        if record is None or record.state != State.INFLIGHT:
+            return False
+        record.state = State.ACKED
+        record.acked_at = self._clock()
+        self._dirty = True
+        return True
 
     def reject(self, record_id: int, attempt: int | None = None) -> None:
         """Send a record again (as a replay), in its place in the order."""
-        record = self._current(record_id, attempt)
+        record = self._index.current(record_id, attempt)
         if record is not None and record.state != State.UNSENT:
             self._index.requeue(record)
 
-    def discard(self, record_id: int, reason: str) -> None:
+    def discard(self, record_id: int, reason: str, attempt: int | None = None) -> bool:
         """Give a record up (the broker refused it for good): a counted drop."""
-        record = self._index.by_id(record_id)
-        if record is not None:
-            self._drop(record, reason)
+        record = self._index.current(record_id, attempt)
+        if record is None:
+            return False
+        self._drop(record, reason)
+        return True
 
     def confirm(self, key: str, first_seq: int) -> bool:
         """An ingest worker confirmed that InfluxDB holds a record's samples."""

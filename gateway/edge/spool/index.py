@@ -63,6 +63,15 @@ class RecordIndex:
         """Return a record by id."""
         return self._by_id.get(record_id)
 
+    def current(self, record_id: int, attempt: int | None) -> SpoolRecord | None:
+        """The record, unless confirmed or ``attempt`` names an earlier send of it."""
+        record = self._by_id.get(record_id)
+        if record is None or record.state == State.CONFIRMED:
+            return None
+        if attempt is not None and attempt != record.attempt:
+            return None
+        return record
+
     def by_seq(self, key: str, first_seq: int) -> SpoolRecord | None:
         """Return the record of a stream starting at ``first_seq``."""
         return self._by_seq.get((key, first_seq))

@@ -286,6 +286,25 @@ def test_a_broker_that_lost_our_session_gets_everything_again_once_ingest_is_bac
     assert [doc["historical"] for _, doc in transport.data()[3:]] == [True] * 3
 
 
+def test_a_late_puback_of_a_send_before_the_session_loss_is_not_counted(started: Any) -> None:
+    publisher, transport, ring = started
+    append(ring, 10)
+    publisher.flush(force=True)
+    old_mid = transport.data()[0][0]  # in flight when the broker restarts
+    transport.on().on_disconnected("broker restarted")
+    transport.connect(session_present=False)
+    transport.message(INGEST, {"state": "online"})
+    publisher.flush(force=False)
+    new_mid = transport.data()[-1][0]
+    assert seqs(transport) == [0, 0] and new_mid != old_mid
+    transport.on().on_published(old_mid, None)  # the client library's own resend, answered
+    publisher.flush(force=False)
+    assert publisher.counters[SPEC.key].acked == 0 and publisher.spool.has_unsent() is False
+    transport.on().on_published(new_mid, None)
+    publisher.flush(force=False)
+    assert publisher.counters[SPEC.key].acked == 10
+
+
 def test_the_wait_for_an_ingest_worker_is_bounded(started: Any, clock: Clock) -> None:
     publisher, transport, ring = started
     append(ring, 10)
