@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -140,6 +141,7 @@ class RobotSimulator(FaultScript):
         self.restarts = 0
         self._start_ns = 0
         self._start_mono = 0.0
+        self.clock: Callable[[], float] = time.monotonic  # the sample clock (tests drive it)
         self._build_writers()
         self.publisher = make_publisher(self.config, [w.spec for w in self.writers.values()])
 
@@ -166,7 +168,7 @@ class RobotSimulator(FaultScript):
         with self._lock:
             self._open()
             self._start_ns = time.time_ns()
-            self._start_mono = time.monotonic()
+            self._start_mono = self.clock()
         self._thread = threading.Thread(target=self._loop, name="robot-sim", daemon=True)
         self._thread.start()
         return self
@@ -250,7 +252,7 @@ class RobotSimulator(FaultScript):
 
     def _tick(self) -> None:
         rate = self.config.rate_hz
-        due = int((time.monotonic() - self._start_mono) * rate) + 1
+        due = int((self.clock() - self._start_mono) * rate) + 1
         if self.config.max_samples is not None:
             due = min(due, self.config.max_samples)
         if due <= self.emitted:

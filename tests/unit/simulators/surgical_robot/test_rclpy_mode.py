@@ -130,6 +130,32 @@ def test_rclpy_node_delivers_exact_counts_and_values(local_only: int, listener: 
     assert (cp.header.frame_id, cp.child_frame_id) == ("PSM1_base", "PSM1")
 
 
+def test_rclpy_node_restart_and_stall(local_only: int, listener: Any) -> None:
+    """restart_publisher destroys the node and its Context and makes new ones; stall stops."""
+    sim = RobotSimulator(SimConfig(transport="rclpy", arms=["PSM3"], rate_hz=RATE,
+                                   domain_id=local_only, topics=["measured_js", "measured_cv"],
+                                   events=False, qos=QosOptions(depth=5000))).open()
+    js, cv = "/PSM3/measured_js", "/PSM3/measured_cv"
+    ears = listener({js: JointState, cv: TwistStamped})
+    try:
+        assert sim.wait_for_subscribers(30.0), "the rclpy listener never matched"
+        sim.start()
+        assert ears.spin_until(lambda: len(ears.got[js]) >= 20, 30.0)
+        sim.restart_publisher(down_s=0.2)
+        assert sim.restarts == 1 and sim.wait_for_subscribers(30.0)
+        before = len(ears.got[js])
+        assert ears.spin_until(lambda: len(ears.got[js]) >= before + 20, 30.0), \
+            "nothing arrived from the restarted node"
+        assert sim.stall(cv) == [cv]
+        written = sim.published(cv)
+        grow = len(ears.got[js])
+        assert ears.spin_until(lambda: len(ears.got[js]) >= grow + 20, 30.0)
+    finally:
+        sim.stop()
+    assert sim.published(cv) == written  # nothing written while stalled
+    assert len(ears.got[cv]) <= written and len(ears.got[js]) <= sim.published(js)
+
+
 def test_cyclone_simulator_reaches_a_fast_dds_subscriber(local_only: int,
                                                          listener: Any) -> None:
     """The default (Cyclone) simulator matches rclpy's Fast DDS readers by type name."""
