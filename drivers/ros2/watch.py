@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from drivers.ros2.router import TopicRouter
 
 STATUS_INTERVAL_S = 0.5
+_UNSET = "\0unset"  # no error text has been set this session
 NS = 1_000_000_000
 
 
@@ -96,6 +97,7 @@ class TopicWatch:
         self._baselines.clear()
         self._session_ns = now_ns
         self._next_ns = now_ns
+        self._error = _UNSET  # the first look replaces whatever the last session left
 
     def publication(self, pub: Publication, now_ns: int) -> None:
         """Record a publication on a wanted topic (or forget it when it went away)."""

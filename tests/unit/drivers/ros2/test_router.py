@@ -271,3 +271,13 @@ def test_reader_history_full_is_reported(ctx: DriverContext) -> None:
                   "reader_history_full") == 2
     health = router.health.ring.snapshot()
     assert health is not None and any("history full" in t for t in health.text or ())
+
+
+def test_a_new_session_clears_the_last_sessions_error(ctx: DriverContext) -> None:
+    router, _ = _router(ctx)
+    router.tick(0)
+    _ticks(router, 0, 0.5)
+    ctx.set_error("DeviceError: DDS session failed")  # what run() records when one ends
+    router.reset()
+    _ticks(router, 0, 0.5)
+    assert ctx.state.last_error is None
