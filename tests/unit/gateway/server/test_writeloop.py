@@ -329,3 +329,53 @@ def test_a_callback_error_is_fatal_and_loud() -> None:
     ingest.on_callback_error("on_message", RuntimeError("bug"))
     assert ingest.failed.is_set() and ingest.health()["status"] == "failed"
     assert transport.stopped  # the broker hands our messages to other workers
+
+
+@pytest.mark.parametrize("topic", ["dl/+/x", "dl/#", "$SYS/dl", "dl//x", "dl\x00"])
+def test_dead_letter_topic_is_checked_at_config_load(topic: str) -> None:
+    """`config check` refuses what the broker would refuse at the first dead letter."""
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config({"site": "site", "gateway": "gw", "ingest": {"dead_letter_topic": topic}})
+    assert info.value.key == "ingest.dead_letter_topic"
+
+
+def test_medgw_ingest_exits_non_zero_when_the_worker_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed worker ends `medgw ingest` with exit code 1 (systemd restarts it)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    import gateway.server.ingest as ingest_module
+    from gateway.ops.cli import app
+    from gateway.server.writeloop import IngestStats
+
+    class FailingIngest:
+        def __init__(self, loaded: Any) -> None:
+            self.failed = threading.Event()
+            self.failure: str | None = None
+            self.on_failure: Any = None
+            self.stats = IngestStats()
+
+        def start(self) -> None:
+            threading.Timer(0.05, self.fail).start()
+
+        def fail(self) -> None:
+            self.failure = "writer: RuntimeError: boom"
+            self.failed.set()
+            if self.on_failure is not None:
+                self.on_failure()
+
+        def wait_subscribed(self, timeout: float) -> None:
+            pass
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(ingest_module, "Ingest", FailingIngest)
+    config = tmp_path / "ingest.yaml"
+    config.write_text(yaml.safe_dump({"site": "s", "gateway": "g"}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["ingest", "-c", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "ingest worker failed: writer: RuntimeError: boom" in result.output
