@@ -61,7 +61,9 @@ class SimConfig(BaseModel):
     domain_id: int = Field(default=0, ge=0, le=dds.MAX_DOMAIN_ID)
     transport: Literal["cyclonedds", "rclpy"] = Field(
         default="cyclonedds", description="cyclonedds (own IdlStructs) or rclpy (system RMW)")
-    network: dds.NetworkOptions = Field(default_factory=dds.NetworkOptions)
+    network: dds.NetworkOptions = Field(
+        default_factory=dds.NetworkOptions,
+        description="Cyclone DDS only (rclpy uses the RMW's own configuration)")
     topics: list[str] | None = Field(default=None, description="sampled suffixes; None = all")
     events: bool = True
     max_samples: int | None = Field(default=None, ge=1, description="stop after N per topic")
