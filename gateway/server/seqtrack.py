@@ -140,7 +140,7 @@ class StreamTrack:
 class SeqTracker:
     """Duplicate and gap bookkeeping for every (gateway, epoch, stream) one worker sees."""
 
-    def __init__(self, max_spans: int = 256, max_tracks: int = 65536) -> None:
+    def __init__(self, max_spans: int = 256, max_tracks: int = 16384) -> None:
         self.max_spans = max_spans
         self.max_tracks = max_tracks
         self.tracks: OrderedDict[TrackKey, StreamTrack] = OrderedDict()

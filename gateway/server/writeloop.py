@@ -10,6 +10,11 @@ transient errors with the shared Backoff (honouring Retry-After), splits to isol
 refused message, then acknowledges every message of the batch in arrival order and
 confirms the data messages to their gateways. A message received on an earlier
 connection is written but not acknowledged (its packet id means nothing on the new one).
+
+Between threads: messages cross in the Inbox (a lock and a condition). Everything else is
+written by one thread only and read by others as a single reference or int (``generation``
+by the transport thread; ``stats``, ``store_error`` and the tracker by the writer; /health
+reads copies), so no reader ever sees a half-made value.
 """
 
 from __future__ import annotations
