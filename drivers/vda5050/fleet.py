@@ -26,6 +26,7 @@ from drivers.vda5050.mapping import (
     Event,
     EventCode,
     MapIndex,
+    clean_text,
     connection_event,
     factsheet_event,
     state_events,
@@ -332,7 +333,7 @@ class Fleet:
     def _event(self, vehicle: Vehicle, stamp_ns: int, event: Event, receive_ns: int) -> None:
         code, active, value, text = event
         self.ctx.append_one(vehicle.event_ring, stamp_ns, (float(code), active, value),
-                            Quality.GOOD, text, receive_ns)
+                            Quality.GOOD, clean_text(text), receive_ns)
         vehicle.stats.events += 1
 
     def _count_quarantine(self, vehicle: Vehicle | None, detail: str, reason: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 
 from drivers.vda5050.messages import ConnectionView, FactsheetView, StateView, VisualizationView
 
@@ -46,6 +47,14 @@ class EventCode(enum.IntEnum):
 
 EVENT_LABELS = tuple((code.name, float(code.value)) for code in EventCode)
 Event = tuple[int, float, float, str]  # (code, active, value, text)
+MAX_TEXT = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """Vehicle-supplied text as a safe event text: control characters as spaces, capped."""
+    text = _CONTROL.sub(" ", text)
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 3] + "..."
 
 
 def _f(value: float | bool | None) -> float:

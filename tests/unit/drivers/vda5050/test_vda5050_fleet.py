@@ -262,3 +262,13 @@ def test_event_rings_are_small_and_the_state_ring_is_sized_in_time() -> None:
     assert ring(fleet, "agv-1.events").capacity == 64
     assert ring(fleet, "agv-1.source_gap").capacity == 64
     assert ring(fleet, "agv-1").capacity == fleet.ctx.min_ring_capacity  # 10 Hz x 60 s < 1024
+
+
+def test_vehicle_text_is_made_safe_for_an_event() -> None:
+    fleet = make_fleet()
+    error = {"errorType": "bad\nline\x00", "errorLevel": "WARNING",
+             "errorDescription": "x" * 2000}
+    feed(fleet, state_v2(1, errors=[error]))
+    text = next(e["text"] for e in rows(fleet, "agv-1.events") if e["code"] == EventCode.ERROR)
+    assert text.startswith("WARNING bad line : xxx") and len(text) == 500
+    assert text.endswith("...")
