@@ -99,7 +99,7 @@ class DriverContext:
             self._last_event_ns[ring.stream.key] = (original, timestamp_ns)
         seq = ring.append_one(timestamp_ns, np.asarray(values, dtype=np.float64), quality,
                               text, receive_ns)
-        self.count(ring, 1, timestamp_ns)
+        self.count(ring, 1, timestamp_ns, receive_ns or None)  # as append(): clock offset
         return seq
 
     def append(self, ring: StreamRing, timestamps_ns: TimestampArray, values: ValueArray,

@@ -182,11 +182,16 @@ class TopicPipeline:
             return None
         rows, stamps, quality = decoded
         self.fast_rows += n
-        values = np.array(rows, dtype=np.float64)
-        self.ctx.append(self.ring, np.array(stamps, dtype=np.int64), values,
-                        np.array(quality, dtype=np.uint8),
-                        receive_ns=np.array(rx_list, dtype=np.int64))
-        self._after_append(n, min(stamps), max(stamps), stamps[-1], values[-1].copy())
+        if n == 1:  # the common 100 Hz case: no arrays to build
+            last = np.array(rows[0], dtype=np.float64)
+            self.ctx.append_one(self.ring, stamps[0], last, quality[0], None, rx_list[0])
+        else:
+            values = np.array(rows, dtype=np.float64)
+            self.ctx.append(self.ring, np.array(stamps, dtype=np.int64), values,
+                            np.array(quality, dtype=np.uint8),
+                            receive_ns=np.array(rx_list, dtype=np.int64))
+            last = values[-1].copy()
+        self._after_append(n, min(stamps), max(stamps), stamps[-1], last)
         return n
 
     def _append_uniform(self, payloads: Sequence[bytes],
