@@ -20,6 +20,7 @@ naming the file (and the key), the bad file kept beside it as ``seq.json.corrupt
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -216,9 +217,24 @@ class SeqRingStore(RingStore):
         ring = super().add_stream(stream, capacity,
                                   first_seq or self.seq_state.resume_seq(stream.key))
         self.seq_state.reserve([ring])
-        if self._on_add is not None and known is None:
-            self._on_add(ring)  # once per stream: add_stream is idempotent for a known one
+        if known is None:  # once per stream: add_stream is idempotent for a known one
+            ring.add_listener(functools.partial(self._guard, ring))
+            if self._on_add is not None:
+                self._on_add(ring)
         return ring
+
+    def _guard(self, ring: StreamRing, _stream: StreamSpec) -> None:
+        """After an append: move a reservation the publisher has not moved in time.
+
+        The publisher keeps every reservation more than half a step ahead at each tick; if
+        its thread stalls while the driver appends a quarter step more, the driver's append
+        moves it, so a SIGKILL then never leaves lost numbers above the reservation (the next
+        start would reuse them and the gap would say less than was lost). Normally only the
+        comparison runs here.
+        """
+        seq_state = self.seq_state
+        if ring.write_seq + seq_state.step // 4 >= seq_state.reserved.get(ring.stream.key, 0):
+            seq_state.reserve([ring])
 
     def reserve_seq(self, rings: Iterable[StreamRing] | None = None) -> None:
         """Persist reservations ahead of ``rings`` (default: every ring) before they are used."""

@@ -165,3 +165,19 @@ def test_epochs_are_positive_63_bit_and_differ() -> None:
     epochs = {new_epoch() for _ in range(1000)}
     assert len(epochs) == 1000
     assert all(0 < e < 2**63 for e in epochs)
+
+
+def test_appends_keep_the_reservation_ahead_when_the_publisher_stalls(tmp_path: Path) -> None:
+    path = tmp_path / "seq.json"
+    store = SeqRingStore(4096, SeqState(path, STEP))
+    ring = store.add_stream(SPEC)
+    moved = []
+    for i in range(1000):  # no reserve_seq() call at all: the publisher thread is stalled
+        if i % 2:
+            ring.append_one(i, np.zeros(1))
+        else:
+            ring.append(np.array([i], np.int64), np.zeros((1, 1)), np.zeros(1, np.uint8))
+        persisted = orjson.loads(path.read_bytes())[SPEC.key]
+        assert persisted > ring.write_seq - 1 + STEP // 4  # every number handed out is below
+        moved.append(persisted)
+    assert len(set(moved)) == 1000 // (STEP - STEP // 4) + 1  # written only now and then
