@@ -176,6 +176,10 @@ def make_transport(options: Ros2Options, log: logging.Logger, *,
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
+        if options.transport == "auto" and node is None and name == "rclpy":
+            log.warning("ros2 option transport auto: rclpy imports but the rclpy transport "
+                        "does not (%s); using cyclonedds", err)
+            return make_transport(options.model_copy(update={"transport": "cyclonedds"}), log)
         raise DeviceError(f"ros2 option transport: cannot load {module_name}: {err}") from err
     factory = getattr(module, class_name)
     if node is not None:

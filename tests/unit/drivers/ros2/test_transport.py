@@ -44,3 +44,14 @@ def test_explicit_rclpy_without_rclpy_says_how_to_install(
 def test_cyclonedds_refuses_an_rclpy_node() -> None:
     with pytest.raises(DeviceError, match="cannot read through an rclpy node"):
         transport.make_transport(_options("cyclonedds"), LOG, node=object())
+
+
+def test_auto_falls_back_to_cyclonedds_when_the_rclpy_transport_cannot_load(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(transport, "rclpy_available", lambda: True)
+    monkeypatch.setitem(transport._FACTORIES, "rclpy", ("drivers.ros2.no_such_module", "X"))
+    made = transport.make_transport(_options("auto"), LOG)
+    assert made.name == "cyclonedds"
+    assert "using cyclonedds" in caplog.text
+    with pytest.raises(DeviceError, match=r"cannot load drivers\.ros2\.no_such_module"):
+        transport.make_transport(_options("rclpy"), LOG)
