@@ -122,6 +122,9 @@ def test_gateway_sigkill_loses_at_most_the_window_and_records_the_gap(
         # nothing spooled before the kill is lost: the spool survives SIGKILL
         received, spooled = last[key]
         assert resume >= spooled > 0
+        # and the second run resumed above every number the first one handed out, so the
+        # gap record covers whatever was lost with the process
+        assert fig.seqs[resume] >= received
         # what a SIGKILL loses (received, not yet spooled) stays within the stated window
         window = _samples(WINDOW_S, rate)
         worst = max(at_risk[key])
