@@ -5,10 +5,13 @@ a *reservation*: a number above every sequence number handed out so far. While r
 the publisher moves the reservation forward (by ``step``, e.g. two publisher batches)
 whenever the ring's write position comes within half a step of it, at every tick and
 before every batch it spools (``RingStore.reserve_seq``), so every spooled (or published)
-sample's number stays below the reservation. After a restart, even after SIGKILL, a stream
-resumes at its reservation, so samples lost with the process leave a visible hole in the
-sequence numbers, which the ingest records as a gap. The hole may also hold numbers that
-were reserved but never used: a restart gap says "at most this many samples".
+sample's number stays below the reservation; should the publisher thread stall, the
+driver's appends move it instead (``SeqRingStore._guard``). After a restart, even after
+SIGKILL, a stream resumes at its reservation, so samples lost with the process leave a
+visible hole in the sequence numbers, which the ingest records as a gap. The hole may also
+hold numbers that were reserved but never used: a restart gap says "at most this many
+samples". A clean stop settles the reservations to the write positions (``settle``), so
+it leaves no such hole.
 
 Every start of the gateway also draws a new *epoch* (``new_epoch``): the ingest tracks
 duplicates per (gateway, epoch, stream), so when ``seq.json`` is lost or corrupt and the
