@@ -60,9 +60,17 @@ def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
 
 
 @app.command()
-def run(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = False) -> None:
+def run(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = False,
+        test: Annotated[bool, typer.Option("--test", help="dry run: the drivers alone for"
+                        " --seconds, print streams and samples; no broker")] = False,
+        seconds: Annotated[float, typer.Option(help="with --test: how long", min=0.5)] = 5.0,
+        ) -> None:
     """Run the edge daemon: drivers -> ring buffer -> MQTT, until SIGTERM/SIGINT."""
     setup_logging(log_json, verbose)
+    if test:
+        from gateway.ops.discover_cli import run_test
+
+        run_test(config, seconds, samples=3)
     loaded = _load(config)
     if loaded.config.spool.dir is None:
         logging.getLogger("medgw").warning(
@@ -274,6 +282,18 @@ def replay(
     print(f"replayed {bag}: {result.total_appended} samples appended, {acked} acknowledged "
           f"by the broker{'' if all_acked else ' (NOT all acknowledged)'}")
     raise typer.Exit(0 if all_acked else 3)
+
+
+def _mount_dayone() -> None:
+    """Register the day-one commands: discover, opcua cert, config init (discover_cli.py)."""
+    from gateway.ops.discover_cli import config_init, discover_app, opcua_app
+
+    app.add_typer(discover_app, name="discover")
+    app.add_typer(opcua_app, name="opcua")
+    config_app.command("init")(config_init)
+
+
+_mount_dayone()
 
 
 def _mount_simulators() -> None:
