@@ -17,13 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.vda5050.fleet import Fleet
 from drivers.vda5050.options import Vda5050Options
 from gateway.backoff import Backoff
 from gateway.driver import DriverContext
 from gateway.errors import ConfigError, DeviceError
+from gateway.mqtt import paho_client
 
 Handler = Callable[[str, bytes, int], None]
 
@@ -56,23 +56,12 @@ class Vda5050Driver:
         """Build a paho client for the fleet broker (auth and TLS from the options)."""
         broker = self.options.broker
         client_id = (broker.client_id or f"medgw-vda5050-{self.ctx.device}") + suffix
-        if broker.protocol == "5":
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                 protocol=mqtt.MQTTv5)
-        else:
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                 protocol=mqtt.MQTTv311, clean_session=True)
-        if broker.username is not None:
-            client.username_pw_set(broker.username, self._password)
-        if broker.tls is not None:
-            tls = broker.tls
-            try:
-                client.tls_set(ca_certs=str(tls.ca_file),
-                               certfile=str(tls.cert_file) if tls.cert_file else None,
-                               keyfile=str(tls.key_file) if tls.key_file else None,
-                               tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            except (OSError, ssl.SSLError, ValueError) as err:
-                raise DeviceError(f"{self.where}: TLS files: {err}") from err
+        protocol = mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311
+        try:
+            client = paho_client(client_id, username=broker.username, password=self._password,
+                                 tls=broker.tls, protocol=protocol)
+        except (OSError, ssl.SSLError, ValueError) as err:
+            raise DeviceError(f"{self.where}: TLS files: {err}") from err
         return client
 
     async def _open(self, client: mqtt.Client, on_message: Handler,

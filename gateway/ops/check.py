@@ -43,7 +43,7 @@ class CheckResult:
 
 def check_broker(loaded: LoadedConfig, timeout_s: float = 5.0) -> CheckResult:
     """CONNECT to the broker with the configured auth/TLS and report the CONNACK reason."""
-    from gateway.wire.mqtt import describe_reason, make_mqtt_client
+    from gateway.mqtt import describe_reason, make_mqtt_client
 
     cfg = loaded.config.mqtt
     target = f"mqtt://{cfg.host}:{cfg.port}" + (f" as {cfg.username}" if cfg.username else "")

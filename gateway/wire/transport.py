@@ -3,7 +3,7 @@
 A state machine (the edge publisher, the ingest) talks to a :class:`Transport` and is told
 what happens through a :class:`TransportListener`, so it can be unit-tested with a fake
 transport and no broker. :class:`PahoTransport` is the real one, over the paho client from
-``gateway.wire.mqtt.make_mqtt_client``.
+``gateway.mqtt.make_mqtt_client``.
 
 The contract every transport keeps:
 
@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import MqttConfig
 from gateway.errors import MedgwError
-from gateway.wire.mqtt import describe_reason, make_mqtt_client
+from gateway.mqtt import describe_reason, make_mqtt_client
 
 log = logging.getLogger("medgw.transport")
 
