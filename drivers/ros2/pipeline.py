@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drivers.ros2.cdr import CdrError
+from drivers.ros2.gaps import StampGaps
 from drivers.ros2.health import HEALTH_STREAM as HEALTH_STREAM
 from drivers.ros2.health import HealthStream as HealthStream
 from drivers.ros2.layout import Layout, decode_small, decode_uniform
@@ -99,6 +100,9 @@ class TopicPipeline:
         if settings.stale_periods is not None and settings.rate_hz > 0:
             self.clock = StaleClock.for_rate(settings.rate_hz, settings.stale_periods,
                                              settings.stale_min_ns)
+        # live periodic topics: samples missing between header stamps (drivers.ros2.gaps)
+        self.gaps = (StampGaps(self.clock.limit_ns)
+                     if self.clock is not None and not mapping.is_event else None)
 
     @property
     def spec(self) -> StreamSpec | None:
@@ -191,7 +195,7 @@ class TopicPipeline:
                             np.array(quality, dtype=np.uint8),
                             receive_ns=np.array(rx_list, dtype=np.int64))
             last = values[-1].copy()
-        self._after_append(n, min(stamps), max(stamps), stamps[-1], last)
+        self._after_append(n, min(stamps), max(stamps), stamps[-1], last, stamps)
         return n
 
     def _append_uniform(self, payloads: Sequence[bytes],
@@ -215,7 +219,8 @@ class TopicPipeline:
         ts, values, quality = decoded
         self.fast_rows += n
         self.ctx.append(self.ring, ts, values, quality, receive_ns=rx)
-        self._after_append(n, int(ts.min()), int(ts.max()), int(ts[-1]), values[-1].copy())
+        self._after_append(n, int(ts.min()), int(ts.max()), int(ts[-1]), values[-1].copy(),
+                           ts)
         return n
 
     def _append_batch(self, payloads: Sequence[bytes], rx: IntArray) -> int:
@@ -238,7 +243,7 @@ class TopicPipeline:
             values = scratch.values
         self.ctx.append(self.ring, ts, values, quality, receive_ns=rx)
         self._after_append(int(keep.size), int(ts.min()), int(ts.max()), int(ts[-1]),
-                           values[-1].copy())
+                           values[-1].copy(), ts)
         return int(keep.size)
 
     def _vectorized(self, payloads: Sequence[bytes], out: _Decoded) -> IntArray:
@@ -337,14 +342,16 @@ class TopicPipeline:
         return self.ctx.stream_spec(name, m.fields, m.units, rate_hz=rate,
                                     measurement=m.measurement)
 
-    def _after_append(self, n: int, lo: int, hi: int, newest: int,
-                      last_values: FloatArray) -> None:
+    def _after_append(self, n: int, lo: int, hi: int, newest: int, last_values: FloatArray,
+                      stamps: list[int] | IntArray) -> None:
         """Bookkeeping after ``n`` samples (stamps lo..hi, the last one ``newest``) went in
         (appended and counted by ``ctx.append``)."""
         self.received += n
         self.last_stamp_ns = newest
         self._track_range(lo, hi)
         self.last_values = last_values
+        if self.gaps is not None and self.layout is not None and self.layout.stamp_offset >= 0:
+            self.gaps.feed(stamps if isinstance(stamps, list) else stamps.tolist())
 
     def _track_range(self, lo: int, hi: int) -> None:
         self.first_stamp_ns = lo if self.first_stamp_ns is None else min(self.first_stamp_ns, lo)

@@ -7,9 +7,10 @@ reports, each once per occurrence, with a log line, a metric and the device's er
 - a publication on a wanted topic that no reader matched within ``unmatched_after_s``
   (``medgw_unmatched_publications{device,topic}``), with its type, vendor, participant
   and the likely reason (QoS or type);
-- samples the middleware lost or rejected (``medgw_middleware_samples_lost``), also an
-  event on the device's ``topic-health`` stream (label LOST) and, as time, in
-  ``medgw_device_gap_seconds`` (count / nominal rate);
+- samples the middleware lost or rejected (``medgw_middleware_samples_lost``, kinds
+  lost / rejected / reader_history_full, and stamp_gap: missing between the header
+  stamps of a periodic topic), also an event on the device's ``topic-health`` stream
+  (label LOST) and, as time, in ``medgw_device_gap_seconds``;
 - an explicitly configured topic that delivered nothing (``medgw_topic_never_delivered``);
 - a publisher that matched again after an earlier one: the silence is reported as a gap.
 """
@@ -87,6 +88,7 @@ class TopicWatch:
         self.unmatched: dict[str, list[Publication]] = {}  # topic -> unmatched publications
         self.silent: dict[str, bool] = {}  # explicit topics with no sample yet -> degrading
         self._baselines: dict[str, _Baseline] = {}
+        self._gaps_seen: dict[str, int] = {}  # topic -> stamp-gap samples reported (all sessions)
         self._session_ns = 0
         self._next_ns = 0
         self._error: str | None = None
@@ -126,6 +128,7 @@ class TopicWatch:
             any_matched = any_matched or status.matched > 0
             self._counters(topic, status, now_ns)
         self.ctx.set_connected(any_matched)
+        self._stamp_gaps()
         self._unmatched(statuses, now_ns)
         self._silence(now_ns)
         self.refresh_error()
@@ -136,23 +139,37 @@ class TopicWatch:
         if status.matched_total > base.matched_total > 0 and pipeline is not None:
             # a publisher appeared after an earlier one: a restart or a new node
             self.ctx.report_gap(pipeline.silent_s(now_ns))
+        rate = pipeline.settings.rate_hz if pipeline is not None else 0.0
         for kind, now_total, before in (("lost", status.lost, base.lost),
                                         ("rejected", status.rejected, base.rejected)):
             if now_total > before:
-                self._lost(topic, kind, now_total - before, pipeline)
+                n = now_total - before
+                self._lost(topic, kind, n, n / rate if rate > 0 else None)
         if status.history_full > base.history_full:
             self._history_full(topic, status.history_full - base.history_full)
         base.lost, base.rejected = status.lost, status.rejected
         base.history_full = status.history_full
         base.matched_total = status.matched_total
 
-    def _lost(self, topic: str, kind: str, n: int, pipeline: object) -> None:
+    def _stamp_gaps(self) -> None:
+        """Samples missing between header stamps (estimated, see drivers.ros2.gaps)."""
+        for topic, pipeline in self.router.pipelines.items():
+            gaps = pipeline.gaps
+            if gaps is None or gaps.missing <= self._gaps_seen.get(topic, 0):
+                continue
+            n = gaps.missing - self._gaps_seen.get(topic, 0)
+            self._gaps_seen[topic] = gaps.missing
+            self._lost(topic, "stamp_gap", n, n * gaps.period_ns / NS,
+                       f"{topic}: {n} samples missing between header stamps (estimated from "
+                       f"the {gaps.period_ns / 1e6:g} ms period): lost before the driver")
+
+    def _lost(self, topic: str, kind: str, n: int, seconds: float | None,
+              text: str | None = None) -> None:
         m, device = self.ctx.metrics, self.ctx.device
         m.child(m.middleware_lost, device, topic, kind).inc(n)
-        rate = getattr(getattr(pipeline, "settings", None), "rate_hz", 0.0) or 0.0
-        if rate > 0:
-            m.gap_seconds.labels(device).inc(n / rate)
-        text = f"{topic}: the middleware {kind} {n} samples before the driver saw them"
+        if seconds:
+            m.gap_seconds.labels(device).inc(seconds)
+        text = text or f"{topic}: the middleware {kind} {n} samples before the driver saw them"
         self.ctx.log.warning("ros2 %s: %s", device, text)
         self.health.emit(time.time_ns(), "LOST", text)
 

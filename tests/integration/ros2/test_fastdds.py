@@ -119,6 +119,8 @@ def test_fastdds_every_mapped_type_matches_by_default(
     m = ctx.metrics
     assert all(m.unmatched_publications.labels(ctx.device, _topic(t))._value.get() == 0
                for t in fdp.TOPICS)
+    assert all(m.middleware_lost.labels(ctx.device, _topic(t), kind)._value.get() == 0
+               for t in fdp.TOPICS for kind in ("lost", "stamp_gap", "reader_history_full"))
 
 
 def test_fastdds_type_information_rejected_is_a_warning_metric_and_degraded(

@@ -65,3 +65,6 @@ def test_simulator_to_rings_exact(make_sim: Any, start_driver: Any, ctx: DriverC
                        rtol=0, atol=1e-12)
     helpers.wait_for(lambda: ctx.state.connected and ctx.state.last_error is None, 5,
                      "a connected device without errors")
+    lost = ctx.metrics.middleware_lost
+    assert [lost.labels(ctx.device, t, "stamp_gap")._value.get() for t in sampled] == [
+        0.0] * len(sampled)  # exact delivery: no gap estimated

@@ -105,3 +105,29 @@ def test_an_overrun_reader_history_is_reported(domain_id: int, start_driver: Any
     finally:
         dds.delete_entities(writer, dds_topic, participant)
     assert helpers.data_count(ctx, "/PSM6/measured_js") < 2001  # samples were overwritten
+
+
+def test_samples_missing_between_stamps_are_counted(domain_id: int, start_driver: Any,
+                                                    ctx: DriverContext, helpers: Any) -> None:
+    """What DDS drops without a SAMPLE_LOST shows as a gap: estimated from the stamps."""
+    start_driver(domain_id=domain_id, topics=[{"name": "/PSM7/measured_js", "type": JS,
+                                               "rate_hz": 100}], qos=dds.QosOptions(depth=1000))
+    participant = dds.open_participant(domain_id)
+    qos = dds.make_qos(dds.QosOptions(depth=5000))
+    dds_topic = Topic(participant, "rt/PSM7/measured_js", msgs.idl_type(JS), qos=qos)
+    writer = DataWriter(participant, dds_topic, qos=qos)
+    dropped = {50, 51, 52, 80, 120}  # as a lossy network or a keep-last writer would
+    sent = [k for k in range(200) if k not in dropped]
+    try:
+        helpers.wait_for(lambda: writer.get_publication_matched_status().current_count, 15,
+                         "the driver's reader")
+        for k in sent:
+            dds.write_raw(writer, _joint_state(k, ["j1"]))
+        helpers.wait_for(lambda: helpers.data_count(ctx, "/PSM7/measured_js") == len(sent), 10,
+                         "every sample sent")
+        metric = ctx.metrics.middleware_lost.labels(ctx.device, "/PSM7/measured_js",
+                                                    "stamp_gap")
+        helpers.wait_for(lambda: metric._value.get() == len(dropped), 5, "the gap counted")
+    finally:
+        dds.delete_entities(writer, dds_topic, participant)
+    assert ctx.metrics.gap_seconds.labels(ctx.device)._value.get() == pytest.approx(0.05)
