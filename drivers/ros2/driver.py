@@ -88,8 +88,9 @@ class Ros2Driver:
                 if time.monotonic() - started >= HEALTHY_SESSION_S:
                     self.backoff.reset()
                 delay = self.backoff.next()
+                why = "stopped" if err is None else f"{type(err).__name__}: {err}"
                 self.ctx.log.warning("ros2 %s: %s session ended (%s); retrying in %.1f s",
-                                     self.ctx.device, self.transport.name, err, delay)
+                                     self.ctx.device, self.transport.name, why, delay)
                 await asyncio.sleep(delay)
         finally:
             self.stop()
