@@ -150,10 +150,13 @@ class OpcUaOptions(_Strict):
         if info.data.get("security_policy", "Basic256Sha256") == "None":
             return value
         if value is None:
+            how = (" (save the server's with `medgw discover opcua ENDPOINT --save-cert FILE`)"
+                   if info.field_name == "server_certificate" else
+                   " (make the gateway's certificate and key with `medgw opcua cert`)")
             raise ValueError(
                 f"required for security_policy {info.data.get('security_policy')}"
                 f" {info.data.get('security_mode', '')}: give the path of the"
-                f" {info.field_name}, or write security_policy: \"None\" to connect"
+                f" {info.field_name}{how}, or write security_policy: \"None\" to connect"
                 " without security")
         if not value.is_file():
             raise ValueError(f"file not found: {value}")

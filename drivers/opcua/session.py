@@ -78,6 +78,12 @@ def translate_error(err: BaseException, options: OpcUaOptions) -> DeviceError:
             return DeviceError(f"{where} does not accept security_policy"
                                f" {options.security_policy} {options.security_mode} ({name})")
         return DeviceError(f"{where}: {name} ({ua.StatusCode(err.code).doc})")
+    if isinstance(err, AssertionError) and options.secure:  # asyncua on an unreadable refusal
+        return DeviceError(
+            f"{where} refused the secure channel with an answer asyncua cannot read; servers"
+            f" such as node-opcua answer so when they do not trust the client certificate"
+            f" {options.certificate}: add it to the server's trusted certificates"
+            " (`medgw opcua cert` lists where servers keep them)")
     if isinstance(err, (asyncio.TimeoutError, TimeoutError)):
         hint = (f"; if the server is up, check that server_certificate {options.server_certificate}"
                 " is this server's certificate" if options.secure else "")
