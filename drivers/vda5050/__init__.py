@@ -1,7 +1,15 @@
 """VDA 5050 driver: a read-only subscriber on a fleet's MQTT broker (versions 2.0, 2.1, 3.0)."""
 
 from drivers.vda5050.driver import Vda5050Driver
-from drivers.vda5050.mapping import EVENT_LABELS, STATE_FIELDS, EventCode
+from drivers.vda5050.mapping import (
+    CONNECTION_STATES,
+    ERROR_LEVELS,
+    ESTOPS,
+    EVENT_LABELS,
+    OPERATING_MODES,
+    STATE_FIELDS,
+    EventCode,
+)
 from drivers.vda5050.options import FleetBroker, Vda5050Options, Vehicle
 from gateway.driver import DriverInfo
 
@@ -12,5 +20,6 @@ DRIVER = DriverInfo(
     description="VDA 5050 AGV/AMR fleets over their own MQTT broker (read-only), headerId gaps",
 )
 
-__all__ = ["DRIVER", "EVENT_LABELS", "STATE_FIELDS", "EventCode", "FleetBroker",
-           "Vda5050Driver", "Vda5050Options", "Vehicle"]
+__all__ = ["CONNECTION_STATES", "DRIVER", "ERROR_LEVELS", "ESTOPS", "EVENT_LABELS",
+           "OPERATING_MODES", "STATE_FIELDS", "EventCode", "FleetBroker", "Vda5050Driver",
+           "Vda5050Options", "Vehicle"]
