@@ -10,7 +10,8 @@ DDS) says, and ``ROS_AUTOMATIC_DISCOVERY_RANGE`` / ``ROS_STATIC_PEERS`` apply as
 ROS node.
 
 Threads: callbacks run in an executor (ours, in its own thread, on a private context and
-the option's ``domain_id``; or, with a shared node, the node's own executor), the
+the option's ``domain_id``: rclpy's EventsExecutor where it exists, see
+:func:`make_executor`; or, with a shared node, the node's own executor), the
 transport's :meth:`RclpyTransport.run` thread drains the queues in batches and makes
 every sink call. Inside a ROS process share the process's node (:func:`share_node`) so
 there is one DDS stack; the node's context then decides the domain.
@@ -54,6 +55,7 @@ from gateway.errors import DeviceError
 
 GRAPH_POLL_S = 0.5  # ROS graph queries: cheap, but not free (a lock and a copy each)
 SPIN_TIMEOUT_S = 0.05  # our executor's wait: bounds how long close() waits for it
+EXECUTOR_ENV = "MEDGW_RCLPY_EXECUTOR"  # "single": the SingleThreadedExecutor (see make_executor)
 QUEUE_FACTOR = 16  # a reader queues at most depth x this (+ max_take) samples, then counts loss
 # DDSI vendor ids as the OMG assigns them; Fast DDS and Cyclone put theirs first in a GUID
 VENDORS = {(1, 1): "RTI Connext", (1, 15): "eProsima Fast DDS", (1, 16): "Eclipse Cyclone DDS",
@@ -78,6 +80,25 @@ def shared_node() -> Node | None:
     """Return the node set by :func:`share_node`, if any."""
     with _shared_lock:
         return _shared_node
+
+
+def make_executor(context: Context) -> Any:
+    """Return the executor of a private node: rclpy's EventsExecutor where it exists.
+
+    The EventsExecutor (rclpy >= 9, ``rclpy.experimental``) dispatches in C++: per message
+    it costs a fraction of the SingleThreadedExecutor's Python wait-set loop (bench_rclpy).
+    ``MEDGW_RCLPY_EXECUTOR=single`` forces the SingleThreadedExecutor. Spin it with
+    ``spin_once(timeout_sec=...)`` in a loop: its ``spin()`` starves other Python threads
+    (a subscription created from another thread never gets made).
+    """
+    if os.environ.get(EXECUTOR_ENV, "events") != "single":
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:
+            pass
+        else:
+            return EventsExecutor(context=context)
+    return SingleThreadedExecutor(context=context)
 
 
 def message_type(ros_type: str) -> Any:
@@ -159,6 +180,7 @@ class RclpyTransport:
         self.log = log
         self._given_node = node
         self._session: _Session | None = None
+        self.executor_kind: str | None = None  # our executor's class; None: the node's own
 
     def run(self, sink: TransportSink, stop: threading.Event) -> None:
         """Read until ``stop`` is set; raises DeviceError when rclpy fails."""
@@ -167,6 +189,7 @@ class RclpyTransport:
         try:
             if owned is not None:
                 node = owned.node
+                self.executor_kind = type(owned.executor).__name__
             assert node is not None
             self._warn_domain(node, owned is None)
             session = _Session(self, node, sink)
@@ -223,7 +246,7 @@ class _OwnedNode:
             self.context.try_shutdown()
             raise DeviceError(f"rclpy transport: cannot start a ROS node on domain "
                               f"{options.domain_id}: {err}") from err
-        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor = make_executor(self.context)
         self.executor.add_node(self.node)
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None

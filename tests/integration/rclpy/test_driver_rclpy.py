@@ -24,7 +24,7 @@ import pytest
 from cyclonedds.pub import DataWriter
 from cyclonedds.topic import Topic
 
-from drivers.ros2 import Ros2Driver, Ros2Options, dds, msgs
+from drivers.ros2 import Ros2Driver, Ros2Options, dds, msgs, rclpy_transport
 from gateway.driver import DriverContext
 from gateway.metrics import GatewayMetrics
 from gateway.model import Quality
@@ -148,11 +148,14 @@ def test_every_mapped_type_from_fast_dds_through_rclpy(domain_id: int, start_dri
         child.wait(timeout=20)
 
 
+@pytest.mark.parametrize("executor", ["events", "single"])
 def test_two_arm_robot_exact_counts(domain_id: int, start_publisher: Any, start_driver: Any,
-                                    ctx: DriverContext) -> None:
+                                    ctx: DriverContext, executor: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(rclpy_transport.EXECUTOR_ENV, executor)
     n, rate = 400, 400.0
-    start_driver(domain_id=domain_id, patterns=["/PSM1/*", "/PSM2/*"], default_rate_hz=rate,
-                 qos=dds.QosOptions(depth=1000))
+    driver = start_driver(domain_id=domain_id, patterns=["/PSM1/*", "/PSM2/*"],
+                          default_rate_hz=rate, qos=dds.QosOptions(depth=1000))
     result = start_publisher("--arms", "PSM1,PSM2", "--rate", str(rate), "--count",
                              str(n)).result(90)
     assert result["acked"] is True
@@ -168,6 +171,8 @@ def test_two_arm_robot_exact_counts(domain_id: int, start_publisher: Any, start_
         good = js.quality != Quality.STALE
         assert js.timestamps_ns[good].tolist() == stamps
         assert np.array_equal(js.values[good][:, 0], np.arange(n, dtype=np.float64))
+    assert driver.transport.executor_kind == (
+        "EventsExecutor" if executor == "events" else "SingleThreadedExecutor")
     m = ctx.metrics
     lost = [m.middleware_lost.labels(DEVICE, t, "lost")._value.get() for t in published]
     assert lost == [0.0] * len(published)

@@ -110,12 +110,18 @@ def main(args: list[str] | None = None) -> int:
         get_logger("medgw").fatal(str(err))
         rclpy.try_shutdown()
         return 2
+    executor = rclpy_transport.make_executor(node.context)  # EventsExecutor where it exists
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        # spin_once, not spin(): the EventsExecutor's spin() keeps the gateway's threads
+        # from creating subscriptions on this node
+        while node.context.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         acked = node.shutdown()
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0 if acked else 1
