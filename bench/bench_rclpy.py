@@ -11,6 +11,12 @@ same load:
   into its Python class) whose callbacks do the same conversion: the stamp and every
   value into preallocated numpy rows, the event text into a list.
 
+Each runs twice in the same publisher run, once per rclpy executor: the transport's
+default (rclpy's EventsExecutor) and the SingleThreadedExecutor that ``rclpy.spin`` uses
+(``MEDGW_RCLPY_EXECUTOR=single`` for the driver), so four consumers share one run. The
+headline ratio is medgw (its default) against a plain subscriber as rclpy users write it
+(``rclpy.spin``: the SingleThreadedExecutor); the same-executor ratios are printed too.
+
 Each consumer measures its own CPU (time.process_time) from its first to its last
 message. Printed per rate: messages published and received by each, CPU per message and
 the medgw/plain ratio. Discovery stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=
@@ -41,6 +47,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PUBLISHER = ROOT / "tests" / "integration" / "rclpy" / "rclpy_publisher.py"
 EVENT_EVERY = 10  # the publisher's String period
+CONSUMERS = {  # consumer-executor -> label
+    "medgw-events": "medgw driver, rclpy raw, EventsExecutor",
+    "medgw-single": "medgw driver, rclpy raw, SingleThreaded",
+    "plain-events": "plain rclpy subscriber, EventsExecutor",
+    "plain-single": "plain rclpy subscriber, SingleThreaded",
+}
 
 
 def expected_total(arms: str, count: int) -> int:
@@ -120,7 +132,7 @@ def consume_medgw(domain: int, arms: str, rate: float, total: int,
 class PlainSubscriber:
     """rclpy subscriptions that convert each deserialized message into numpy rows."""
 
-    def __init__(self, domain: int, arms: list[str], capacity: int) -> None:
+    def __init__(self, domain: int, arms: list[str], capacity: int, executor: str) -> None:
         import numpy as np
         import rclpy
         from geometry_msgs.msg import TransformStamped
@@ -136,7 +148,12 @@ class PlainSubscriber:
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = Node("bench_plain_subscriber", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
+        if executor == "events":
+            from rclpy.experimental import EventsExecutor
+
+            self.executor = EventsExecutor(context=self.context)
+        else:
+            self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         qos = QoSProfile(depth=1000)
         self.stamps = np.zeros(capacity, dtype=np.int64)
@@ -186,9 +203,10 @@ class PlainSubscriber:
         self.context.try_shutdown()
 
 
-def consume_plain(domain: int, arms: str, total: int, timeout_s: float) -> dict[str, Any]:
+def consume_plain(domain: int, arms: str, total: int, timeout_s: float,
+                  executor: str) -> dict[str, Any]:
     """The baseline: plain rclpy subscriptions doing the same conversion."""
-    sub = PlainSubscriber(domain, arms.split(","), total + 16)
+    sub = PlainSubscriber(domain, arms.split(","), total + 16, executor)
     window = Window(lambda: sub.count)
     print("READY", flush=True)
     try:
@@ -210,18 +228,21 @@ def run_once(arms: str, rate: float, seconds: float, domain: int) -> dict[str, A
     total = expected_total(arms, count)
     timeout = seconds * 4 + 60
     consumers = {}
-    for kind in ("medgw", "plain"):
+    for kind in CONSUMERS:
+        consumer, executor = kind.split("-")
         consumers[kind] = subprocess.Popen(
-            [sys.executable, __file__, "--consumer", kind, "--domain", str(domain), "--rate",
-             str(rate), "--arms", arms, "--total", str(total), "--timeout", str(timeout)],
-            stdout=subprocess.PIPE, text=True, env=_env(domain), cwd=ROOT)
+            [sys.executable, __file__, "--consumer", consumer, "--executor", executor,
+             "--domain", str(domain), "--rate", str(rate), "--arms", arms, "--total",
+             str(total), "--timeout", str(timeout)],
+            stdout=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**_env(domain), "MEDGW_RCLPY_EXECUTOR": executor})
     for proc in consumers.values():
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "READY":
             raise RuntimeError("a consumer did not start")
     pub = subprocess.run(
         [sys.executable, str(PUBLISHER), "--domain", str(domain), "--arms", arms, "--rate",
-         str(rate), "--count", str(count), "--subscribers", "2", "--wait", "60"],
+         str(rate), "--count", str(count), "--subscribers", str(len(CONSUMERS)), "--wait", "60"],
         input="", capture_output=True, text=True, env=_env(domain), timeout=timeout, cwd=ROOT)
     lines = pub.stdout.strip().splitlines()
     published: dict[str, Any] = (json.loads(lines[-1]) if lines
@@ -240,14 +261,18 @@ def run_once(arms: str, rate: float, seconds: float, domain: int) -> dict[str, A
 def report(label: str, rate: float, arms: str, result: dict[str, Any]) -> None:
     """Print one rate's table and the CPU-per-message ratio."""
     print(f"\n== {label}: {arms} at {rate:g} Hz, {result['published']} messages published ==")
-    print(f"{'consumer':<28}{'received':>10}{'cpu us/msg':>12}{'cpu %':>8}")
+    print(f"{'consumer':<40}{'received':>10}{'cpu us/msg':>12}{'cpu %':>8}")
     per_msg = {}
-    for kind, name in (("medgw", "medgw driver (rclpy raw)"), ("plain", "plain rclpy subscriber")):
+    for kind, name in CONSUMERS.items():
         r = result[kind]
         per_msg[kind] = 1e6 * r["cpu_s"] / r["received"] if r["received"] else float("nan")
         share = 100 * r["cpu_s"] / r["wall_s"] if r["wall_s"] > 0 else float("nan")
-        print(f"{name:<28}{r['received']:>10}{per_msg[kind]:>12.1f}{share:>8.0f}")
-    print(f"ratio medgw/plain CPU per message: {per_msg['medgw'] / per_msg['plain']:.2f}")
+        print(f"{name:<40}{r['received']:>10}{per_msg[kind]:>12.1f}{share:>8.0f}")
+    print(f"ratio medgw/plain CPU per message: "
+          f"{per_msg['medgw-events'] / per_msg['plain-single']:.2f} (medgw default vs "
+          f"rclpy.spin); same executor: events "
+          f"{per_msg['medgw-events'] / per_msg['plain-events']:.2f}, single "
+          f"{per_msg['medgw-single'] / per_msg['plain-single']:.2f}")
 
 
 def main() -> None:
@@ -257,6 +282,7 @@ def main() -> None:
     p.add_argument("--arms-100", default="PSM1,PSM2,PSM3,ECM", help="arms at 100 Hz")
     p.add_argument("--arms-1k", default="PSM1,PSM2", help="arms at 1 kHz")
     p.add_argument("--consumer", choices=("medgw", "plain"), help=argparse.SUPPRESS)
+    p.add_argument("--executor", choices=("events", "single"), help=argparse.SUPPRESS)
     p.add_argument("--domain", type=int, help=argparse.SUPPRESS)
     p.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     p.add_argument("--arms", help=argparse.SUPPRESS)
@@ -269,7 +295,8 @@ def main() -> None:
                                        args.timeout)))
         return
     if args.consumer == "plain":
-        print(json.dumps(consume_plain(args.domain, args.arms, args.total, args.timeout)))
+        print(json.dumps(consume_plain(args.domain, args.arms, args.total, args.timeout,
+                                       args.executor)))
         return
     domain = random.Random(os.getpid() ^ time.time_ns()).randint(1, 200)
     print(f"cpus: {os.cpu_count()}  domain: {domain}  python: {sys.version.split()[0]}  "
