@@ -195,6 +195,9 @@ grafana_app = typer.Typer(help="Grafana dashboards, provisioning and alert rules
 app.add_typer(grafana_app, name="grafana")
 PromUrl = Annotated[str, typer.Option("--prometheus-url",
                                       help="Prometheus (or VictoriaMetrics) scraping /metrics")]
+LowBattery = Annotated[float, typer.Option(help="fleet alert: vehicle battery below this %")]
+SourceGaps = Annotated[float, typer.Option(
+    help="fleet alert: messages lost at the source per minute (10-minute average) above this")]
 
 
 @grafana_app.command("render")
@@ -204,11 +207,14 @@ def grafana_render(
     prometheus_url: PromUrl = "http://127.0.0.1:9090",
     dashboards_path: Annotated[str | None, typer.Option(
         help="dashboards directory as Grafana sees it (default: OUT/dashboards)")] = None,
+    low_battery_pct: LowBattery = 20.0,
+    source_gap_per_min: SourceGaps = 1.0,
 ) -> None:
     """Generate dashboards, datasource/provider provisioning and alert rules from a config."""
-    from gateway.ops.grafana import render
+    from gateway.ops.grafana import Thresholds, render
 
-    rendered = render(_load(config), out, prometheus_url, dashboards_path)
+    rendered = render(_load(config), out, prometheus_url, dashboards_path,
+                      Thresholds(low_battery_pct, source_gap_per_min))
     for path in rendered.files:
         print(path)
     for note in rendered.notes:
@@ -222,17 +228,20 @@ def grafana_push(
     token: Annotated[str, typer.Option("--token", envvar="MEDGW_GRAFANA_TOKEN",
                                        help="service-account token (or $MEDGW_GRAFANA_TOKEN)")],
     prometheus_url: PromUrl = "http://127.0.0.1:9090",
+    low_battery_pct: LowBattery = 20.0,
+    source_gap_per_min: SourceGaps = 1.0,
 ) -> None:
     """Upload the generated datasources, dashboards and alert rules to a Grafana server."""
     import tempfile
 
-    from gateway.ops.grafana import render
+    from gateway.ops.grafana import Thresholds, render
     from gateway.ops.grafana.push import connect, push
     from gateway.ops.grafana.render import datasources_yaml
 
     loaded = _load(config)
     with tempfile.TemporaryDirectory() as tmp:
-        rendered = render(loaded, Path(tmp), prometheus_url)
+        rendered = render(loaded, Path(tmp), prometheus_url,
+                          thresholds=Thresholds(low_battery_pct, source_gap_per_min))
     datasources = datasources_yaml(loaded, prometheus_url)["datasources"]
     try:
         result = push(connect(url, token), rendered.dashboards, datasources, rendered.alerts)

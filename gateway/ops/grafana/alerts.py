@@ -1,11 +1,12 @@
-"""Grafana unified-alerting rules (provisioning YAML): temperature, robot FAULT, stale device."""
+"""Grafana unified-alerting rules (provisioning YAML): temperature, robot FAULT, stale device,
+and per vehicle fleet: FATAL error, e-stop, low battery, source gaps."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.ops.grafana.catalog import Catalog
+from gateway.ops.grafana.catalog import Catalog, FleetSource, Thresholds
 from gateway.ops.grafana.dashboards import INFLUX_UID, format_context
 
 
@@ -28,6 +29,42 @@ def _crtk_fault_code() -> float:
     from drivers.ros2 import CRTK_STATES
 
     return dict(CRTK_STATES)["FAULT"]
+
+
+GAP_WINDOW_S = 600
+
+
+def fleet_alerts(f: FleetSource, limits: Thresholds) -> list[AlertDesc]:
+    """Return one fleet source's alerts (per vehicle: the state stream's last values).
+
+    A silent vehicle is the stale-device alert's business, so no data here is OK.
+    """
+    by = ' WHERE $timeFilter GROUP BY "site", "device", "stream"'
+    gap_limit = limits.source_gap_per_min * GAP_WINDOW_S / 60
+    return [
+        AlertDesc(f"medgw-{f.key}-fatal-error", f"{f.title} vehicle has a FATAL error",
+                  (f'SELECT last("{f.fatal}") FROM "{f.state}"' + by,), "$RA > 0",
+                  "{{ $labels.device }}/{{ $labels.stream }}: {{ $values.RA }} FATAL "
+                  "error(s) active", for_="0s", no_data="OK"),
+        AlertDesc(f"medgw-{f.key}-estop", f"{f.title} vehicle emergency stop",
+                  (f'SELECT last("{f.estop}") FROM "{f.state}"' + by,), "$RA > 0",
+                  "{{ $labels.device }}/{{ $labels.stream }}: e-stop active", for_="0s",
+                  no_data="OK"),
+        AlertDesc(f"medgw-{f.key}-low-battery",
+                  f"{f.title} vehicle battery below {limits.low_battery_pct:g} %",
+                  (f'SELECT last("{f.battery}") FROM "{f.state}"' + by,),
+                  f"$RA < {limits.low_battery_pct:g}",
+                  "{{ $labels.device }}/{{ $labels.stream }}: battery "
+                  f"below {limits.low_battery_pct:g} %", for_="2m", no_data="OK",
+                  severity="warning"),
+        AlertDesc(f"medgw-{f.key}-source-gaps",
+                  f"{f.title} vehicle messages lost at the source "
+                  f"(more than {limits.source_gap_per_min:g}/min over 10 minutes)",
+                  (f'SELECT sum("{f.missing}") FROM "{f.gaps}"' + by,), f"$RA > {gap_limit:g}",
+                  "{{ $labels.device }}/{{ $labels.stream }}: {{ $values.RA }} messages "
+                  "numbered by the vehicle were never received", window_s=GAP_WINDOW_S,
+                  no_data="OK", severity="warning"),
+    ]
 
 
 def alert_descs(catalog: Catalog) -> list[AlertDesc]:
@@ -53,6 +90,8 @@ def alert_descs(catalog: Catalog) -> list[AlertDesc]:
             f"$RA == {_crtk_fault_code():g}",
             "{{ $labels.device }}/{{ $labels.stream }}: operating state FAULT", for_="0s",
             window_s=86400))
+    for fleet in catalog.fleets:
+        out += fleet_alerts(fleet, catalog.thresholds)
     out.append(AlertDesc(
         "medgw-device-stale", "Device stale: no samples for 5 minutes",
         ('SELECT count("seq") FROM ' + context["all_re"]

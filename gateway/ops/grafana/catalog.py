@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from drivers.opcua import OpcUaOptions
 from drivers.synthetic import SyntheticOptions
+from drivers.vda5050 import Vda5050Options
 from gateway.config import LoadedConfig
 from gateway.model import StreamKind
 
@@ -49,6 +50,51 @@ class GenericMeasurement:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """Alert thresholds the device model does not carry (``medgw grafana render`` options)."""
+
+    low_battery_pct: float = 20.0
+    source_gap_per_min: float = 1.0  # messages lost at the source, averaged over 10 minutes
+
+
+Labels = tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class FleetSource:
+    """One fleet protocol as the vehicle dashboard and the fleet alerts draw it.
+
+    Each vehicle is one sampled stream (``state``, named by the vehicle), one event stream
+    ``<vehicle><event_suffix>`` and one source-gap stream ``<vehicle><gap_suffix>``. VDA 5050
+    is the first source; an Open-RMF fleet (ros2 ``rmf_fleet`` streams) plugs in as a second
+    one with its own measurements, fields and label tables.
+    """
+
+    key: str  # short id: alert uids, label-table names
+    title: str
+    devices: tuple[str, ...]
+    state: str
+    events: str
+    gaps: str
+    mode_labels: Labels
+    event_labels: Labels
+    connection_labels: Labels
+    error_level_labels: Labels
+    connection_code: float  # event code of connection changes (value: connection_labels)
+    error_code: float  # event code of errors (value: error_level_labels)
+    x: str = "x"
+    y: str = "y"
+    battery: str = "battery_charge"
+    mode: str = "operating_mode"
+    errors: str = "errors"  # active errors
+    fatal: str = "fatal_errors"  # active FATAL errors (> 0 alerts)
+    estop: str = "estop"  # > 0 while an emergency stop is active
+    missing: str = "missing"  # field of the gap measurement: messages lost
+    event_suffix: str = ".events"
+    gap_suffix: str = ".source_gap"
+
+
+@dataclass(frozen=True)
 class Catalog:
     """Everything the dashboards need to know about one gateway config."""
 
@@ -61,6 +107,8 @@ class Catalog:
     generic: tuple[GenericMeasurement, ...] = ()
     measurements: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    fleets: tuple[FleetSource, ...] = ()
+    thresholds: Thresholds = Thresholds()
 
     @property
     def data_measurements(self) -> tuple[str, ...]:
@@ -89,6 +137,38 @@ def _carrier_fields(options: OpcUaOptions) -> CarrierFields:
     )
 
 
+def _unique_codes(table: dict[str, int]) -> Labels:
+    """(label, code) pairs with one label per code (the first spelling wins)."""
+    seen: dict[int, str] = {}
+    for label, code in table.items():
+        seen.setdefault(code, label)
+    return tuple((label, float(code)) for code, label in sorted(seen.items()))
+
+
+def vda5050_source(devices: tuple[str, ...]) -> FleetSource:
+    """Describe the vda5050 driver's streams from its exported tables."""
+    from drivers.vda5050 import (
+        CONNECTION_STATES,
+        ERROR_LEVELS,
+        EVENT_LABELS,
+        OPERATING_MODES,
+        EventCode,
+    )
+
+    return FleetSource(
+        key="vda5050", title="VDA 5050", devices=devices, state="vda5050_state",
+        events="vda5050_event", gaps="medgw_source_gap",
+        mode_labels=_unique_codes(OPERATING_MODES), event_labels=EVENT_LABELS,
+        connection_labels=_unique_codes(CONNECTION_STATES),
+        error_level_labels=_unique_codes(ERROR_LEVELS),
+        connection_code=float(EventCode.CONNECTION), error_code=float(EventCode.ERROR))
+
+
+def _fleet_measurements(options: Vda5050Options) -> list[str]:
+    extra = ["vda5050_visualization"] if options.visualization else []
+    return ["vda5050_state", "vda5050_event", "medgw_source_gap", *extra]
+
+
 def _synthetic(options: SyntheticOptions) -> list[GenericMeasurement]:
     return [GenericMeasurement(stream.measurement, tuple(f"f{i}" for i in range(stream.fields)),
                                stream.kind is StreamKind.EVENT)
@@ -102,9 +182,10 @@ def _declared_measurement(options: BaseModel) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def build_catalog(loaded: LoadedConfig) -> Catalog:
+def build_catalog(loaded: LoadedConfig, thresholds: Thresholds | None = None) -> Catalog:
     """Describe what every enabled device of ``loaded`` writes."""
     cfg = loaded.config
+    vehicles: list[str] = []
     robots: list[str] = []
     carriers: list[str] = []
     carrier: CarrierFields | None = None
@@ -122,6 +203,9 @@ def build_catalog(loaded: LoadedConfig) -> Catalog:
             carriers.append(device.name)
             carrier = carrier or _carrier_fields(options)
             measurements += [options.measurement, options.event_measurement]
+        elif isinstance(options, Vda5050Options):
+            vehicles.append(device.name)
+            measurements += _fleet_measurements(options)
         elif isinstance(options, SyntheticOptions):
             found = _synthetic(options)
             generic += found
@@ -136,6 +220,7 @@ def build_catalog(loaded: LoadedConfig) -> Catalog:
         old = merged.get(g.measurement)
         fields = tuple(dict.fromkeys((old.fields if old else ()) + g.fields))
         merged[g.measurement] = GenericMeasurement(g.measurement, fields, g.event)
+    fleets = (vda5050_source(tuple(vehicles)),) if vehicles else ()
     return Catalog(cfg.site, cfg.gateway, cfg.influxdb.database, tuple(robots), tuple(carriers),
                    carrier, tuple(merged.values()), tuple(dict.fromkeys(measurements)),
-                   tuple(notes))
+                   tuple(notes), fleets, thresholds or Thresholds())

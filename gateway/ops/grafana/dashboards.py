@@ -9,59 +9,25 @@ template variables (``$site``, ``$robot`` ...) for Grafana to substitute.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.ops.grafana.catalog import Catalog
+from gateway.ops.grafana.fleet import fleet_dashboard, fleet_label_tables
+from gateway.ops.grafana.panels import (
+    GRID_WIDTH,
+    INFLUX_UID,
+    PROM_UID,
+    QUALITY_LABELS,
+    SCHEMA_VERSION,
+    SITE,
+    SITE_VAR,
+    DashboardDesc,
+    PanelDesc,
+    VariableDesc,
+)
 
-INFLUX_UID = "medgw-influxdb"
-PROM_UID = "medgw-prometheus"
-SCHEMA_VERSION = 39
-GRID_WIDTH = 24
-
-QUALITY_LABELS: tuple[tuple[str, float], ...] = (
-    ("GOOD", 0.0), ("UNCERTAIN", 1.0), ("BAD", 2.0), ("STALE", 3.0), ("GAP", 4.0))
-
-
-@dataclass(frozen=True)
-class PanelDesc:
-    """One panel: title, visualization, query template and display settings."""
-
-    title: str
-    kind: str  # timeseries | stat | state-timeline | table
-    query: str
-    source: str = "influx"  # influx (InfluxQL) | prom (PromQL)
-    unit: str = ""
-    width: int = 12
-    height: int = 8
-    fmt: str = "time_series"  # InfluxDB result format: time_series | table
-    thresholds: str = ""  # name of a threshold set, see _thresholds
-    mappings: str = ""  # name of a value-mapping table, see _label_table
-    mapping_field: str = ""  # apply mappings only to this field (table panels)
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class VariableDesc:
-    """One query template variable (InfluxQL SHOW TAG VALUES)."""
-
-    name: str
-    label: str
-    query: str
-
-
-@dataclass(frozen=True)
-class DashboardDesc:
-    """One dashboard: uid, title, variables and panels."""
-
-    uid: str
-    title: str
-    variables: tuple[VariableDesc, ...]
-    panels: tuple[PanelDesc, ...]
-
-
-SITE = '"site" =~ /^$site$/'
-SITE_VAR = VariableDesc("site", "Site", 'SHOW TAG VALUES FROM {all_re} WITH KEY = "site"')
+__all__ = ["GRID_WIDTH", "INFLUX_UID", "PROM_UID", "QUALITY_LABELS", "SCHEMA_VERSION",
+           "DashboardDesc", "PanelDesc", "VariableDesc", "dashboards_for", "format_context"]
 
 FLEET = DashboardDesc("medgw-fleet", "medgw — fleet overview", (
     SITE_VAR,
@@ -208,6 +174,37 @@ HEALTH = DashboardDesc("medgw-gateway", "medgw — gateway health", (
     PanelDesc("Device gap seconds", "timeseries",
               'sum by (device) (increase(medgw_device_gap_seconds_total{{device=~"$device"}}'
               '[$__rate_interval]))', source="prom", unit="s"),
+    PanelDesc("Driver task running (0: crashed, restarting, finished or dead)",
+              "state-timeline", 'max by (device) (medgw_driver_running{{device=~"$device"}})',
+              source="prom", thresholds="up"),
+    PanelDesc("Driver restarts since the gateway started", "timeseries",
+              'max by (device) (medgw_driver_restarts_total{{device=~"$device"}})',
+              source="prom", description="driver tasks restarted after they crashed"),
+    PanelDesc("Sequence state resets (seq.json lost or corrupt: numbering under a new epoch)",
+              "timeseries", 'max by (instance, reason) (medgw_seq_state_resets_total)',
+              source="prom"),
+    PanelDesc("Publisher errors per interval (logged with a traceback)", "timeseries",
+              'sum by (instance, where) (increase(medgw_publisher_errors_total'
+              '[$__rate_interval]))', source="prom"),
+    PanelDesc("Spool write errors per interval (disk full, I/O: the spool policy applied)",
+              "timeseries", 'sum by (instance) (increase(medgw_spool_write_errors_total'
+              '[$__rate_interval]))', source="prom"),
+    PanelDesc("Spool records cut by recovery at start-up (damaged or torn)", "timeseries",
+              'max by (instance) (medgw_spool_recovery_cut_records_total)', source="prom"),
+    PanelDesc("Publications no reader matched (type or QoS)", "timeseries",
+              'max by (device, topic) (medgw_unmatched_publications{{device=~"$device"}})',
+              source="prom"),
+    PanelDesc("Configured topics that never delivered (1: silent since the session started)",
+              "state-timeline",
+              'max by (device, topic) (medgw_topic_never_delivered{{device=~"$device"}})',
+              source="prom", thresholds="onoff"),
+    PanelDesc("Samples lost in the middleware per interval (before the driver)", "timeseries",
+              'sum by (device, topic, kind) (increase(medgw_middleware_samples_lost_total'
+              '{{device=~"$device"}}[$__rate_interval]))', source="prom"),
+    PanelDesc("Messages lost at the source per interval (sequence-number holes)", "timeseries",
+              'sum by (device, vehicle) (increase(medgw_source_gap_total{{device=~"$device"}}'
+              '[$__rate_interval]))', source="prom",
+              description="numbered by the source (VDA 5050 headerId) but never received"),
 ))
 
 
@@ -217,6 +214,8 @@ def format_context(catalog: Catalog) -> dict[str, Any]:
     measurements = catalog.data_measurements or ("telemetry",)
     context: dict[str, Any] = {
         "all_re": "/^(" + "|".join(re.escape(m) for m in measurements) + ")$/",
+        "low_battery": catalog.thresholds.low_battery_pct,
+        "label_tables": fleet_label_tables(catalog),
     }
     if carrier is not None:
         context.update(cm=carrier.measurement, cem=carrier.event_measurement,
@@ -256,6 +255,9 @@ def dashboards_for(catalog: Catalog) -> list[DashboardDesc]:
         chosen.append(ROBOT)
     if catalog.carrier is not None:
         chosen.append(CARRIERS)
+    fleet = fleet_dashboard(catalog)
+    if fleet is not None:
+        chosen.append(fleet)
     chosen.append(HEALTH)
     generic = generic_dashboard(catalog)
     if generic is not None:

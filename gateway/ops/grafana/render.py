@@ -11,7 +11,7 @@ import yaml
 
 from gateway.config import LoadedConfig
 from gateway.ops.grafana.alerts import alert_rules
-from gateway.ops.grafana.catalog import Catalog, build_catalog
+from gateway.ops.grafana.catalog import Catalog, Thresholds, build_catalog
 from gateway.ops.grafana.dashboards import (
     GRID_WIDTH,
     INFLUX_UID,
@@ -35,8 +35,12 @@ def datasource_ref(source: str) -> dict[str, str]:
     return {"type": "influxdb", "uid": INFLUX_UID}
 
 
-def label_table(name: str) -> tuple[tuple[str, float], ...]:
+def label_table(name: str, context: dict[str, Any] | None = None
+                ) -> tuple[tuple[str, float], ...]:
     """Return an enum label table (name, code) by name, from the drivers' own tables."""
+    found = (context or {}).get("label_tables", {}).get(name)
+    if found is not None:
+        return tuple(found)
     if name == "crtk":
         from drivers.ros2 import CRTK_STATES
 
@@ -52,14 +56,17 @@ def label_table(name: str) -> tuple[tuple[str, float], ...]:
 
 _COLORS = {"FAULT": "red", "ENABLED": "green", "DISABLED": "blue", "PAUSED": "yellow",
            "UNKNOWN": "gray", "GOOD": "green", "UNCERTAIN": "yellow", "BAD": "red",
-           "STALE": "orange", "GAP": "purple"}
+           "STALE": "orange", "GAP": "purple", "AUTOMATIC": "green", "SEMIAUTOMATIC": "blue",
+           "MANUAL": "yellow", "SERVICE": "purple", "ONLINE": "green", "OFFLINE": "gray",
+           "CONNECTIONBROKEN": "red", "HIBERNATING": "blue", "WARNING": "yellow",
+           "CRITICAL": "orange", "FATAL": "red", "ERROR": "red", "ESTOP": "red"}
 
 
-def value_mappings(name: str) -> list[dict[str, Any]]:
+def value_mappings(name: str, context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Return Grafana value mappings: code -> label text (and color)."""
     options = {
         f"{code:g}": {"text": label, "color": _COLORS.get(label, "orange"), "index": i}
-        for i, (label, code) in enumerate(label_table(name))
+        for i, (label, code) in enumerate(label_table(name, context))
     }
     return [{"type": "value", "options": options}]
 
@@ -72,6 +79,9 @@ def thresholds(name: str, context: dict[str, Any]) -> dict[str, Any]:
                  (float(context["tmax"]), "red")]
     elif name == "battery":
         steps = [(None, "red"), (20.0, "yellow"), (40.0, "green")]
+    elif name == "low_battery":  # the low-battery alert's threshold
+        low = float(context["low_battery"])
+        steps = [(None, "red"), (low, "yellow"), (2 * low, "green")]
     elif name == "up":
         steps = [(None, "red"), (1.0, "green")]
     elif name == "onoff":
@@ -102,11 +112,14 @@ def panel_json(desc: PanelDesc, panel_id: int, grid: dict[str, int],
     if desc.mappings and desc.mapping_field:
         overrides.append({"matcher": {"id": "byName", "options": desc.mapping_field},
                           "properties": [{"id": "mappings",
-                                          "value": value_mappings(desc.mappings)}]})
+                                          "value": value_mappings(desc.mappings,
+                                                                  context)}]})
     elif desc.mappings:
-        defaults["mappings"] = value_mappings(desc.mappings)
+        defaults["mappings"] = value_mappings(desc.mappings, context)
     if desc.kind == "timeseries" and desc.thresholds == "temperature":
         defaults["custom"] = {"thresholdsStyle": {"mode": "line+area"}}
+    if desc.kind == "xychart":
+        defaults["custom"] = {"show": "points", "pointSize": {"fixed": 6}}
     panel: dict[str, Any] = {
         "id": panel_id,
         "type": desc.kind,
@@ -118,6 +131,8 @@ def panel_json(desc: PanelDesc, panel_id: int, grid: dict[str, int],
         "fieldConfig": {"defaults": defaults, "overrides": overrides},
         "options": _options(desc.kind),
     }
+    if desc.time_from:
+        panel["timeFrom"] = desc.time_from
     return panel
 
 
@@ -130,6 +145,10 @@ def _options(kind: str) -> dict[str, Any]:
                 "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}}
     if kind == "table":
         return {"showHeader": True, "cellHeight": "sm"}
+    if kind == "xychart":  # auto: per frame (vehicle), first number field x, the next y
+        return {"mapping": "auto", "series": [{}],
+                "legend": {"displayMode": "list", "placement": "right", "showLegend": True},
+                "tooltip": {"mode": "single", "sort": "none"}}
     return {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
             "tooltip": {"mode": "multi", "sort": "none"}}
 
@@ -217,9 +236,10 @@ class Rendered:
 
 
 def render(loaded: LoadedConfig, out_dir: Path, prometheus_url: str = DEFAULT_PROMETHEUS_URL,
-           dashboards_path: str | None = None) -> Rendered:
+           dashboards_path: str | None = None, thresholds: Thresholds | None = None
+           ) -> Rendered:
     """Write dashboards/*.json and provisioning/{datasources,dashboards,alerting}/ under out."""
-    catalog = build_catalog(loaded)
+    catalog = build_catalog(loaded, thresholds)
     dashboards = render_dashboards(catalog)
     alerts = alert_rules(catalog)
     board_dir = out_dir / "dashboards"

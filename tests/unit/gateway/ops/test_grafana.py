@@ -24,11 +24,13 @@ EXAMPLES = Path(__file__).resolve().parents[4] / "configs" / "examples"
 
 
 def _both() -> LoadedConfig:
+    """A robot (ros2), a carrier fleet (opcua) and an AGV fleet (vda5050), from the samples."""
     robot = load_config(sample_config_path("ros2")).config.devices[0]
     fleet = load_config(sample_config_path("opcua")).config.devices[0]
+    agvs = load_config(sample_config_path("vda5050")).config.devices[0]
     data = {"site": "or-site", "gateway": "edge-9",
             "influxdb": {"url": "http://127.0.0.1:8086", "database": "tele"},
-            "devices": [robot.model_dump(), fleet.model_dump()]}
+            "devices": [robot.model_dump(), fleet.model_dump(), agvs.model_dump()]}
     return parse_config(data)
 
 
@@ -49,7 +51,7 @@ def test_dashboards_are_valid_grafana_json(rendered: Any) -> None:
     files = sorted((out / "dashboards").glob("*.json"))
     assert {f.name for f in files} == set(rendered.dashboards)
     assert {"medgw-fleet.json", "medgw-robot.json", "medgw-carriers.json",
-            "medgw-gateway.json"} <= set(rendered.dashboards)
+            "medgw-vehicles.json", "medgw-gateway.json"} <= set(rendered.dashboards)
     for path in files:
         board = orjson.loads(path.read_bytes())
         assert board["schemaVersion"] == SCHEMA_VERSION and board["uid"] and board["title"]
@@ -61,7 +63,7 @@ def test_dashboards_are_valid_grafana_json(rendered: Any) -> None:
             assert v["datasource"]["uid"] in uids and v["query"].startswith("SHOW TAG VALUES")
         for panel in board["panels"]:
             assert panel["datasource"]["uid"] in uids
-            assert panel["type"] in {"timeseries", "stat", "state-timeline", "table"}
+            assert panel["type"] in {"timeseries", "stat", "state-timeline", "table", "xychart"}
             for target in panel["targets"]:
                 assert target["datasource"]["uid"] == panel["datasource"]["uid"]
                 text = target.get("query") or target["expr"]
@@ -112,6 +114,8 @@ def test_alert_rules_reference_the_provisioned_datasource(rendered: Any) -> None
     doc = yaml.safe_load((out / "provisioning/alerting/medgw-alerts.yaml").read_text())
     rules = doc["groups"][0]["rules"]
     assert {r["uid"] for r in rules} == {"medgw-temperature-excursion", "medgw-robot-fault",
+                                         "medgw-vda5050-fatal-error", "medgw-vda5050-estop",
+                                         "medgw-vda5050-low-battery", "medgw-vda5050-source-gaps",
                                          "medgw-device-stale"}
     for rule in rules:
         refs = {node["refId"] for node in rule["data"]}
@@ -146,6 +150,7 @@ def test_example_configs_validate_and_render(path: Path, tmp_path: Path) -> None
     drivers = {d.driver for d in loaded.config.devices}
     assert ("medgw-robot.json" in result.dashboards) == ("ros2" in drivers)
     assert ("medgw-carriers.json" in result.dashboards) == ("opcua" in drivers)
+    assert ("medgw-vehicles.json" in result.dashboards) == ("vda5050" in drivers)
 
 
 class _FakeGrafana(BaseHTTPRequestHandler):
@@ -277,3 +282,117 @@ def test_the_catalog_reads_the_typed_opcua_options() -> None:
 def test_the_catalog_has_no_hard_coded_option_defaults() -> None:
     source = (Path(__file__).resolve().parents[4] / "gateway/ops/grafana/catalog.py").read_text()
     assert "getattr(" not in source
+
+
+def _panel(board: dict[str, Any], title_end: str) -> dict[str, Any]:
+    return next(p for p in board["panels"] if p["title"].endswith(title_end))
+
+
+def test_vehicle_dashboard_uses_the_vda5050_tables(rendered: Any) -> None:
+    from drivers.vda5050 import CONNECTION_STATES, EVENT_LABELS, OPERATING_MODES
+
+    board = rendered.dashboards["medgw-vehicles.json"]
+    assert [v["name"] for v in board["templating"]["list"]] == ["site", "fleet", "vehicle"]
+    floor = _panel(board, "floor map (x/y, last 10 minutes)")
+    assert floor["type"] == "xychart" and floor["timeFrom"] == "10m"
+    assert 'last("x") AS "x", last("y") AS "y" FROM "vda5050_state"' in (
+        floor["targets"][0]["query"])
+    mode = _panel(board, "operating mode")["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {v["text"]: float(k) for k, v in mode.items()}.items() <= {
+        k: float(v) for k, v in OPERATING_MODES.items()}.items()
+    assert set(map(float, mode)) == set(map(float, OPERATING_MODES.values()))
+    connection = _panel(board, "connection (vehicle's connection topic)")
+    query = connection["targets"][0]["query"]
+    assert '"stream" =~ /^$vehicle\\.events$/' in query and '"code" = 5' in query
+    options = connection["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {v["text"]: float(k) for k, v in options.items()} == {
+        k: float(v) for k, v in CONNECTION_STATES.items()}
+    events = _panel(board, "latest events")["fieldConfig"]["overrides"][0]
+    assert events["matcher"] == {"id": "byName", "options": "code"}
+    labels = events["properties"][0]["value"][0]["options"]
+    assert {v["text"]: float(k) for k, v in labels.items()} == dict(EVENT_LABELS)
+    gaps = _panel(board, "(messages the vehicle numbered, nobody received)")
+    assert 'sum("missing") FROM "medgw_source_gap"' in gaps["targets"][0]["query"]
+
+
+def test_low_battery_and_source_gap_thresholds_are_settings(tmp_path: Path) -> None:
+    from gateway.ops.grafana import Thresholds
+
+    result = render(_both(), tmp_path, thresholds=Thresholds(low_battery_pct=35,
+                                                             source_gap_per_min=0.5))
+    rules = {r["uid"]: r for r in result.alerts["groups"][0]["rules"]}
+    assert rules["medgw-vda5050-low-battery"]["data"][-1]["model"]["expression"] == "$RA < 35"
+    assert rules["medgw-vda5050-source-gaps"]["data"][-1]["model"]["expression"] == "$RA > 5"
+    stat = _panel(result.dashboards["medgw-vehicles.json"], "battery now")
+    steps = [s["value"] for s in stat["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+    assert steps == [None, 35.0, 70.0]
+    default = render(_both(), tmp_path / "default").alerts["groups"][0]["rules"]
+    low = next(r for r in default if r["uid"] == "medgw-vda5050-low-battery")
+    assert low["data"][-1]["model"]["expression"] == "$RA < 20"
+    fatal = next(r for r in default if r["uid"] == "medgw-vda5050-fatal-error")
+    assert 'last("fatal_errors") FROM "vda5050_state"' in fatal["data"][0]["model"]["query"]
+    assert fatal["noDataState"] == "OK"  # a silent vehicle is the stale alert's business
+
+
+def test_a_second_fleet_source_adds_its_own_section() -> None:
+    """An Open-RMF fleet (future ros2 rmf_fleet streams) plugs in beside VDA 5050."""
+    from dataclasses import replace
+
+    from gateway.ops.grafana.alerts import alert_descs
+    from gateway.ops.grafana.catalog import build_catalog
+    from gateway.ops.grafana.dashboards import dashboards_for, format_context
+    from gateway.ops.grafana.render import dashboard_json
+
+    catalog = build_catalog(_both())
+    vda = catalog.fleets[0]
+    rmf = replace(vda, key="rmf", title="Open-RMF", devices=("rmf-fleet",),
+                  state="rmf_robot_state", events="rmf_robot_event", gaps="medgw_source_gap",
+                  battery="battery_percent", mode="mode", mode_labels=(("IDLE", 0.0),
+                                                                       ("EMERGENCY", 5.0)))
+    both = replace(catalog, fleets=(vda, rmf),
+                   measurements=(*catalog.measurements, "rmf_robot_state", "rmf_robot_event"))
+    board = next(d for d in dashboards_for(both) if d.uid == "medgw-vehicles")
+    board_json = dashboard_json(board, format_context(both))
+    fleet_var = board_json["templating"]["list"][1]["query"]
+    assert "/^(vda5050_state|rmf_robot_state)$/" in fleet_var
+    rmf_mode = _panel(board_json, "Open-RMF: operating mode")
+    assert '"mode") FROM "rmf_robot_state"' in rmf_mode["targets"][0]["query"]
+    options = rmf_mode["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {v["text"] for v in options.values()} == {"IDLE", "EMERGENCY"}
+    assert {a.uid for a in alert_descs(both)} >= {"medgw-rmf-low-battery", "medgw-rmf-estop",
+                                                 "medgw-vda5050-low-battery"}
+    _check_grid(board_json["panels"])
+
+
+def test_cli_render_takes_the_alert_thresholds(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.ops.cli import app
+
+    example = str(EXAMPLES / "sample-transport-fleet.yaml")
+    out = CliRunner().invoke(app, ["grafana", "render", "-c", example, "-o", str(tmp_path),
+                                   "--low-battery-pct", "25"])
+    assert out.exit_code == 0, out.output
+    doc = yaml.safe_load((tmp_path / "provisioning/alerting/medgw-alerts.yaml").read_text())
+    low = next(r for r in doc["groups"][0]["rules"] if r["uid"] == "medgw-vda5050-low-battery")
+    assert low["data"][-1]["model"]["expression"] == "$RA < 25"
+    assert (tmp_path / "dashboards" / "medgw-vehicles.json").exists()
+
+
+def test_gateway_health_shows_the_new_metrics(rendered: Any) -> None:
+    board = rendered.dashboards["medgw-gateway.json"]
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"] if "expr" in t)
+    for name in ("medgw_driver_restarts_total", "medgw_driver_running",
+                 "medgw_seq_state_resets_total", "medgw_unmatched_publications",
+                 "medgw_topic_never_delivered", "medgw_middleware_samples_lost_total",
+                 "medgw_publisher_errors_total", "medgw_spool_write_errors_total",
+                 "medgw_spool_recovery_cut_records_total", "medgw_source_gap_total"):
+        assert name + "{" in exprs or name + ")" in exprs or name + "[" in exprs, name
+    from drivers.vda5050.fleet import FleetMetrics
+    from gateway.metrics import GatewayMetrics
+
+    metrics = GatewayMetrics()
+    FleetMetrics.of(metrics.registry)
+    families = {m.name for m in metrics.registry.collect()}
+    used = set(re.findall(r"\b(medgw_[a-z_]+)", exprs))
+    assert {u.removesuffix("_total") for u in used} <= families  # the real metric names

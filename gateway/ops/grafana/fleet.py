@@ -1,0 +1,114 @@
+"""The vehicle-fleet dashboard: one section of panels per fleet source (VDA 5050 now).
+
+Every panel is built from a :class:`~gateway.ops.grafana.catalog.FleetSource` (measurement,
+field and label-table names), so a second source (an Open-RMF fleet) adds its own section
+under the same ``$fleet``/``$vehicle`` variables without a new dashboard.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.ops.grafana.catalog import Catalog, FleetSource, Labels
+from gateway.ops.grafana.panels import SITE, SITE_VAR, DashboardDesc, PanelDesc, VariableDesc
+
+FLEET_UID = "medgw-vehicles"
+
+
+def _literal(text: str) -> str:
+    """Escape braces: panel queries are ``str.format`` templates (PromQL has braces)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def state_measurements(catalog: Catalog) -> str:
+    """InfluxQL regex over every fleet source's state measurement."""
+    return "/^(" + "|".join(re.escape(f.state) for f in catalog.fleets) + ")$/"
+
+
+def fleet_label_tables(catalog: Catalog) -> dict[str, Labels]:
+    """Return the label tables the fleet panels name (``<key>.mode`` ...)."""
+    tables: dict[str, Labels] = {}
+    for f in catalog.fleets:
+        tables.update({f"{f.key}.mode": f.mode_labels, f"{f.key}.events": f.event_labels,
+                       f"{f.key}.connection": f.connection_labels,
+                       f"{f.key}.error_level": f.error_level_labels})
+    return tables
+
+
+def _where(stream: str = "") -> str:
+    return (' WHERE $timeFilter AND ' + SITE + ' AND "device" =~ /^$fleet$/'
+            ' AND "stream" =~ /^$vehicle' + re.escape(stream) + '$/')
+
+
+def _state_panels(f: FleetSource) -> list[PanelDesc]:
+    where, by_time = _where(), ' GROUP BY time($__interval), "stream"'
+    return [
+        PanelDesc(f"{f.title}: vehicles on the floor map (x/y, last 10 minutes)", "xychart",
+                  f'SELECT last("{f.x}") AS "x", last("{f.y}") AS "y" FROM "{f.state}"'
+                  + where + by_time + ' fill(none)', unit="lengthm", width=16, height=12,
+                  time_from="10m", description="one series per vehicle: its track, newest "
+                  "point last; map coordinates in metres"),
+        PanelDesc(f"{f.title}: battery now", "stat",
+                  f'SELECT last("{f.battery}") FROM "{f.state}"' + where + ' GROUP BY "stream"',
+                  unit="percent", width=8, height=12, thresholds="low_battery"),
+        PanelDesc(f"{f.title}: battery", "timeseries",
+                  f'SELECT mean("{f.battery}") FROM "{f.state}"' + where + by_time
+                  + ' fill(none)', unit="percent", thresholds="low_battery"),
+        PanelDesc(f"{f.title}: operating mode", "state-timeline",
+                  f'SELECT last("{f.mode}") FROM "{f.state}"' + where + by_time
+                  + ' fill(previous)', mappings=f"{f.key}.mode"),
+        PanelDesc(f"{f.title}: active errors, FATAL errors, e-stop", "timeseries",
+                  f'SELECT max("{f.errors}") AS "errors", max("{f.fatal}") AS "fatal",'
+                  f' max("{f.estop}") AS "estop" FROM "{f.state}"' + where + by_time
+                  + ' fill(none)', thresholds="onoff",
+                  description="estop: 0 none, 1 auto-ack, 2 manual, 3 remote"),
+    ]
+
+
+def _event_panels(f: FleetSource) -> list[PanelDesc]:
+    events, gaps = _where(f.event_suffix), _where(f.gap_suffix)
+    return [
+        PanelDesc(f"{f.title}: connection (vehicle's connection topic)", "state-timeline",
+                  f'SELECT last("value") FROM "{f.events}"' + events
+                  + f' AND "code" = {f.connection_code:g} GROUP BY time($__interval), "stream"'
+                  ' fill(previous)', mappings=f"{f.key}.connection"),
+        PanelDesc(f"{f.title}: medgw's session to the fleet broker", "state-timeline",
+                  _literal('max by (device) (medgw_device_connected{device=~"$fleet"})'),
+                  source="prom", thresholds="up"),
+        PanelDesc(f"{f.title}: source gaps (messages the vehicle numbered, nobody received)",
+                  "timeseries", f'SELECT sum("{f.missing}") FROM "{f.gaps}"' + gaps
+                  + ' GROUP BY time($__interval), "stream" fill(none)',
+                  description="holes in the vehicle's own sequence numbers (headerId): lost "
+                  "at the source, not inside medgw (that is medgw_gap)"),
+        PanelDesc(f"{f.title}: messages lost at the source per interval (gateway counter)",
+                  "timeseries",
+                  _literal('sum by (device, vehicle) (increase(medgw_source_gap_total'
+                           '{device=~"$fleet"}[$__rate_interval]))'), source="prom"),
+        PanelDesc(f"{f.title}: errors (latest first)", "table",
+                  f'SELECT "value" AS "level", "active", "text" FROM "{f.events}"' + events
+                  + f' AND "code" = {f.error_code:g} ORDER BY time DESC LIMIT 100', width=24,
+                  fmt="table", mappings=f"{f.key}.error_level", mapping_field="level",
+                  description="active 1: raised, 0: cleared"),
+        PanelDesc(f"{f.title}: latest events", "table",
+                  f'SELECT "code", "active", "value", "text" FROM "{f.events}"' + events
+                  + ' ORDER BY time DESC LIMIT 200', width=24, fmt="table",
+                  mappings=f"{f.key}.events", mapping_field="code"),
+    ]
+
+
+def fleet_dashboard(catalog: Catalog) -> DashboardDesc | None:
+    """Return the vehicle-fleet dashboard, or None when no fleet device is configured."""
+    if not catalog.fleets:
+        return None
+    states = state_measurements(catalog)
+    variables = (
+        SITE_VAR,
+        VariableDesc("fleet", "Fleet",
+                     f'SHOW TAG VALUES FROM {states} WITH KEY = "device" WHERE ' + SITE),
+        VariableDesc("vehicle", "Vehicle", f'SHOW TAG VALUES FROM {states} WITH KEY = "stream"'
+                     ' WHERE "device" =~ /^$fleet$/'),
+    )
+    panels = [p for f in catalog.fleets for p in _state_panels(f) + _event_panels(f)]
+    titles = ", ".join(f.title for f in catalog.fleets)
+    return DashboardDesc(FLEET_UID, f"medgw — vehicle fleets ({titles})", variables,
+                         tuple(panels))
