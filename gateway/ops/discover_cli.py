@@ -112,6 +112,11 @@ def discover_opcua(
 def discover_ros2(
     domain: Annotated[int, typer.Option(help="ROS_DOMAIN_ID", min=0, max=232)] = 0,
     seconds: Annotated[float, typer.Option(help="how long to listen", min=0.5)] = 5.0,
+    transport: Annotated[str, typer.Option(help="auto, cyclonedds or rclpy")] = "auto",
+    interface: Annotated[str | None, typer.Option(
+        help="network interface (cyclonedds; default lo, loopback)")] = None,
+    peer: Annotated[list[str] | None, typer.Option(
+        help="unicast discovery peer (cyclonedds; repeatable; default 127.0.0.1)")] = None,
     name: Annotated[str, typer.Option(help="device name in the block")] = "ros2-device",
     out: Out = None,
 ) -> None:
@@ -120,9 +125,12 @@ def discover_ros2(
     from gateway.ops.discover_ros2 import ros2_report
 
     try:
-        report, text = ros2_report(domain, seconds, name)
+        report, text = ros2_report(domain, seconds, name, transport, interface,
+                                   tuple(peer or ()))
     except MedgwError as err:
         raise fail(err) from err
+    except ValueError as err:  # pydantic: options the driver refuses
+        raise fail(MedgwError(str(err))) from err
     print(report + "\n\n" + text)
     if out is not None:
         write_device_yaml(out, text)
