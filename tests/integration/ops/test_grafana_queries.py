@@ -1,7 +1,9 @@
 """Every generated Grafana query returns data from a real influxd after a real chain run.
 
-Streams are built with the drivers' own naming tables (ros2 mapping, opcua snake_case of
-the carrier simulator's variables) and go ring -> MQTT (mosquitto) -> ingest -> influxd.
+Robot and carrier streams are built with the drivers' own naming tables (ros2 mapping,
+opcua snake_case of the carrier simulator's variables); the AGV fleet is the real vda5050
+driver reading the AGV simulator on its own mosquitto. Everything goes ring -> MQTT
+(mosquitto) -> ingest -> influxd.
 Grafana cannot run here, so its macros and template variables are substituted the way
 Grafana does for InfluxDB (multi-value variables become an escaped ``(a|b)`` regex).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +30,14 @@ from drivers.ros2.mapping import (
     WRENCH_FIELDS,
     joint_fields,
 )
+from drivers.vda5050 import Vda5050Driver
 from gateway.config import load_config
 from gateway.driver import DriverContext
 from gateway.model import Quality, StreamKind
-from gateway.ops.grafana import render
+from gateway.ops.grafana import Thresholds, render
 from gateway.ops.grafana.dashboards import INFLUX_UID, PROM_UID
 from gateway.ops.services import MosquittoService
+from simulators.agv import AgvFleet, FleetConfig
 from simulators.transport_carrier.fleet import VARIABLES
 from tests.chain import Chain, chain_config
 from tests.helpers import InfluxTarget, wait_until
@@ -94,6 +99,40 @@ def _feed_carriers(chain: Chain, t0: int) -> None:
             text=("payload temperature 8.1 above 8",))
 
 
+AGVS = ("agv-01", "agv-02", "agv-03")
+GAP_DROPS = 12  # agv-01's states never sent: above the source-gap alert's 10 per 10 minutes
+
+
+def _fleet_device(broker: MosquittoService) -> dict[str, Any]:
+    return {"name": "agv-fleet", "driver": "vda5050", "options": {
+        "broker": {"port": broker.port}, "maps": ["hospital-L1"], "rate_hz": 10}}
+
+
+def _run_fleet(chain: Chain, sim: AgvFleet) -> None:
+    """The real simulator through the real driver: drops, a FATAL error, an e-stop, low battery."""
+    driver = chain.gateway.devices[0].driver
+    assert isinstance(driver, Vda5050Driver)
+    wait_until(lambda: driver.sessions == 1, 15, message="the driver's fleet session")
+    sim.vehicles["agv-03"].model.battery = 12.0
+    sim.start()
+    try:
+        wait_until(lambda: len(driver.fleet.vehicles) == len(AGVS), 15, message="every AGV")
+        for tick in range(30):
+            if tick == 5:
+                sim.drop_states("agv-01", GAP_DROPS)
+                sim.error("agv-02", "batteryFault", "FATAL", "cell 3 over temperature")
+                sim.estop("agv-03", "MANUAL")
+            sim.tick()
+
+        def delivered() -> bool:
+            return all(driver.fleet.vehicles[("medgw-sim", s)].stats.states == len(sim.sent(s))
+                       for s in AGVS)
+
+        wait_until(delivered, 20, message="every sent state in the driver")
+    finally:
+        sim.stop()
+
+
 def _append(ctx: DriverContext, spec: Any, ts: np.ndarray, values: np.ndarray,
             quality: np.ndarray | None = None, text: tuple[str, ...] | None = None) -> None:
     ring = ctx.add_stream(spec)
@@ -114,8 +153,9 @@ def _regex(values: list[str]) -> str:
     return "(" + "|".join(re.escape(v) for v in values) + ")"
 
 
-def _substitute(query: str, variables: dict[str, list[str]]) -> str:
-    out = query.replace("$timeFilter", "time > now() - 1h").replace("$__interval", "5s")
+def _substitute(query: str, variables: dict[str, list[str]], time_from: str = "1h") -> str:
+    out = query.replace("$timeFilter", f"time > now() - {time_from}")
+    out = out.replace("$__interval", "5s")
     for name in sorted(variables, key=len, reverse=True):
         out = out.replace(f"${name}", _regex(variables[name]))
     return out
@@ -136,11 +176,16 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return render(load_config(EXAMPLE), tmp_path_factory.mktemp("grafana"))
 
 
-def test_every_panel_and_alert_query_returns_data(mosquitto: MosquittoService,
-                                                  influxdb: InfluxTarget, rendered: Any) -> None:
-    loaded = chain_config(mosquitto, influxdb, [])
+def test_every_panel_and_alert_query_returns_data(
+        mosquitto: MosquittoService, make_mosquitto: Callable[..., MosquittoService],
+        influxdb: InfluxTarget, rendered: Any) -> None:
+    fleet_broker = make_mosquitto()
+    sim = AgvFleet(FleetConfig(port=fleet_broker.port, vehicles=len(AGVS), rate_hz=10,
+                               versions=("2.0.0", "3.0.0", "2.1.0")))
+    loaded = chain_config(mosquitto, influxdb, [_fleet_device(fleet_broker)])
     t0 = time.time_ns() - N * 1_000_000_000
     with Chain(loaded) as chain:
+        _run_fleet(chain, sim)
         _feed_robot(chain, t0)
         _feed_carriers(chain, t0)
         wait_until(lambda: chain.acked() == chain.produced(), 20, message="broker acks")
@@ -149,7 +194,7 @@ def test_every_panel_and_alert_query_returns_data(mosquitto: MosquittoService,
     assert chain.all_acked
     _write_gap(influxdb, t0)
 
-    checked = 0
+    checked, per_board = 0, dict.fromkeys(rendered.dashboards, 0)
     for name, board in rendered.dashboards.items():
         variables = _resolve_variables(board, influxdb)
         assert variables["site"] == ["test-site"]
@@ -160,13 +205,16 @@ def test_every_panel_and_alert_query_returns_data(mosquitto: MosquittoService,
                     assert used and {u.removesuffix("_total") for u in used} <= families
                     continue
                 assert panel["datasource"]["uid"] == INFLUX_UID
-                rows = influxdb.query(_substitute(target["query"], variables))
+                # a panel's own time range (timeFrom) replaces the dashboard's
+                rows = influxdb.query(_substitute(target["query"], variables,
+                                                  panel.get("timeFrom", "1h")))
                 values = [v for row in rows for k, v in row.items()
                           if k not in ("time", "_measurement") and v is not None]
                 assert values, f"{name}: panel {panel['title']!r} returned no data"
                 checked += 1
-    print(f"checked {checked} InfluxQL panel queries")
-    assert checked >= 20
+                per_board[name] += 1
+    print(f"checked {checked} InfluxQL panel queries: {per_board}")
+    assert checked >= 30 and per_board["medgw-vehicles.json"] >= 9
 
     rules = {r["uid"]: r for r in rendered.alerts["groups"][0]["rules"]}
     states = _alert_values(rules, "medgw-robot-fault", "A", influxdb)
@@ -174,7 +222,24 @@ def test_every_panel_and_alert_query_returns_data(mosquitto: MosquittoService,
     hottest = _alert_values(rules, "medgw-temperature-excursion", "A", influxdb)
     assert max(hottest.values()) > 8.0
     counts = _alert_values(rules, "medgw-device-stale", "A", influxdb)
-    assert set(counts) >= {("robot-1", None), ("carrier-fleet", None)}
+    assert set(counts) >= {("robot-1", None), ("carrier-fleet", None), ("agv-fleet", None)}
+    _check_fleet_alerts(rules, influxdb, sim)
+
+
+def _check_fleet_alerts(rules: dict[str, Any], influx: InfluxTarget, sim: AgvFleet) -> None:
+    """Each fleet alert's query gives, per vehicle, the value its condition tests."""
+    limits = Thresholds()
+    fatal = _alert_values(rules, "medgw-vda5050-fatal-error", "A", influx)
+    assert {k[1]: v for k, v in fatal.items()} == {"agv-01": 0.0, "agv-02": 1.0, "agv-03": 0.0}
+    estop = _alert_values(rules, "medgw-vda5050-estop", "A", influx)
+    assert {k[1] for k, v in estop.items() if v > 0} == {"agv-03"}
+    battery = _alert_values(rules, "medgw-vda5050-low-battery", "A", influx)
+    assert {k[1] for k, v in battery.items() if v < limits.low_battery_pct} == {"agv-03"}
+    assert rules["medgw-vda5050-low-battery"]["data"][-1]["model"]["expression"] == "$RA < 20"
+    gaps = _alert_values(rules, "medgw-vda5050-source-gaps", "A", influx)
+    dropped = sum(1 for p in sim.history if p.serial == "agv-01" and p.dropped)
+    assert dropped == GAP_DROPS and gaps == {("agv-fleet", "agv-01.source_gap"): GAP_DROPS}
+    assert rules["medgw-vda5050-source-gaps"]["data"][-1]["model"]["expression"] == "$RA > 10"
 
 
 def _alert_values(rules: dict[str, Any], uid: str, ref: str, influx: InfluxTarget
