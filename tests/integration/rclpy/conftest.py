@@ -99,8 +99,8 @@ def start_publisher(domain_id: int) -> Iterator[Callable[..., PublisherProcess]]
         proc.stop()
 
 
-def colcon_build(base: Path) -> Path:
-    """colcon build ros_ws with the PyPI build wheels into ``base``; return the install dir.
+def colcon_build(base: Path, src: Path = ROOT / "ros_ws" / "src") -> Path:
+    """colcon build ``src`` (ros_ws) with the PyPI build wheels into ``base``; return install.
 
     The wheels' CMake packages live in this venv's prefix (sys.prefix/share), so that is
     the ament and CMake prefix; ros_ws/cmake/pypi_wheels.cmake repairs the include
@@ -111,7 +111,7 @@ def colcon_build(base: Path) -> Path:
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     fix = ROOT / "ros_ws" / "cmake" / "pypi_wheels.cmake"
     cmd = [str(Path(sys.executable).parent / "colcon"), "--log-base", str(base / "log"), "build",
-           "--base-paths", str(ROOT / "ros_ws" / "src"), "--build-base", str(base / "build"),
+           "--base-paths", str(src), "--build-base", str(base / "build"),
            "--install-base", str(base / "install"), "--event-handlers", "console_direct+",
            "--cmake-args", f"-DCMAKE_PROJECT_INCLUDE={fix}"]
     done = subprocess.run(cmd, cwd=base, env=env, capture_output=True, text=True, timeout=600)

@@ -1,7 +1,8 @@
-"""medgw_msgs/msg/OperatingState (built by colcon from ros_ws) through the rclpy transport.
+"""An OperatingState type built by colcon, through the rclpy transport.
 
-Run with the environment of ros_ws's ``install/setup.sh``: an rclpy node publishes three
-states with the generated Python type, the ros2 driver (transport rclpy, the topic
+``python operating_state_roundtrip.py [PACKAGE]`` (medgw_msgs by default, or crtk_msgs),
+run with the environment of the workspace's ``install/setup.sh``: an rclpy node publishes
+three states with the generated Python type, the ros2 driver (transport rclpy, the topic
 configured with that type) reads them into its event ring; prints the states it stored.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -16,7 +18,6 @@ import threading
 import time
 
 import rclpy
-from medgw_msgs.msg import OperatingState
 from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.node import Node
@@ -36,10 +37,12 @@ def _run(loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
 
 def main() -> int:
     """Publish three states, wait until the driver's ring holds them, print them."""
+    package = sys.argv[1] if len(sys.argv) > 1 else "medgw_msgs"
+    state_type = importlib.import_module(f"{package}.msg").OperatingState
     ctx = DriverContext("s", "d", RingStore(64), GatewayMetrics(), logging.getLogger("rt"))
     domain = int(os.environ["ROS_DOMAIN_ID"])
     driver = Ros2Driver(ctx, Ros2Options(transport="rclpy", domain_id=domain, topics=[
-        TopicOptions(name=TOPIC, type="medgw_msgs/msg/OperatingState")]))
+        TopicOptions(name=TOPIC, type=f"{package}/msg/OperatingState")]))
     loop = asyncio.new_event_loop()
     task = loop.create_task(driver.run())
     thread = threading.Thread(target=_run, args=(loop, task), daemon=True)
@@ -47,12 +50,12 @@ def main() -> int:
     context = Context()
     rclpy.init(context=context, domain_id=domain)
     node = Node("medgw_state_publisher", context=context)
-    pub = node.create_publisher(OperatingState, TOPIC, 10)
+    pub = node.create_publisher(state_type, TOPIC, 10)
     deadline = time.monotonic() + 30
     while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     for state in STATES:
-        msg = OperatingState(state=state, is_homed=True)
+        msg = state_type(state=state, is_homed=True)
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 10**9)
         pub.publish(msg)
     pub.wait_for_all_acked(Duration(seconds=10))

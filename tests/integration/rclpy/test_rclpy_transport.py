@@ -185,3 +185,23 @@ def test_type_without_python_package_is_refused_with_the_fix(domain_id: int,
     with pytest.raises(ReaderRefused, match="install or build the ROS package crtk_msgs"):
         transport.open_reader(spec)
     assert transport.reader_status("/PSM1/operating_state") is None
+
+
+def test_qos_and_vendor_helpers() -> None:
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    from drivers.ros2.options import QosOptions
+    from drivers.ros2.rclpy_transport import _policy_name, qos_profile, vendor_of
+
+    best = qos_profile(QosOptions(reliability="best_effort", durability="transient_local",
+                                  depth=7))
+    assert (best.reliability, best.durability, best.depth) == (
+        ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.TRANSIENT_LOCAL, 7)
+    assert qos_profile(QosOptions()).reliability == ReliabilityPolicy.RELIABLE
+    assert vendor_of(bytes([1, 15]) + bytes(14)) == "eProsima Fast DDS (1.15)"
+    assert vendor_of(bytes([1, 16]) + bytes(14)) == "Eclipse Cyclone DDS (1.16)"
+    assert vendor_of(bytes([0xAB, 0xCD]) + bytes(14)) is None  # a prefix that names no vendor
+    assert vendor_of(b"") is None
+    from rclpy.qos import QoSPolicyKind
+
+    assert _policy_name(QoSPolicyKind.RELIABILITY) == "reliability"

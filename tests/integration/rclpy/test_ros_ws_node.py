@@ -156,3 +156,30 @@ def test_built_medgw_msgs_lets_rclpy_read_its_operating_state(ros_ws_install: Pa
                           env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "ENABLED,FAULT,ENABLED"
+
+
+def _crtk_msgs_package(src: Path) -> None:
+    """Write a crtk_msgs package (OperatingState only, CRTK's definition) under ``src``."""
+    from drivers.ros2.msgs import CRTK_OPERATING_STATE_MSG
+
+    medgw = ROOT / "ros_ws" / "src" / "medgw_msgs"
+    pkg = src / "crtk_msgs"
+    (pkg / "msg").mkdir(parents=True)
+    for name in ("CMakeLists.txt", "package.xml"):
+        (pkg / name).write_text((medgw / name).read_text().replace("medgw_msgs", "crtk_msgs"))
+    (pkg / "msg" / "OperatingState.msg").write_text(CRTK_OPERATING_STATE_MSG)
+
+
+def test_a_built_crtk_msgs_lets_rclpy_read_crtk_operating_state(domain_id: int,
+                                                                tmp_path: Path) -> None:
+    """What the README tells a dVRK user: build crtk_msgs, source it, the topic is read."""
+    from tests.integration.rclpy.conftest import colcon_build, ros_env, sourced_env
+
+    _crtk_msgs_package(tmp_path / "src")
+    install = colcon_build(tmp_path, tmp_path / "src")
+    env = sourced_env(install, ros_env(domain_id))
+    done = subprocess.run([sys.executable, str(HERE / "operating_state_roundtrip.py"),
+                           "crtk_msgs"], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "ENABLED,FAULT,ENABLED"

@@ -14,6 +14,7 @@ Parameters:
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import rclpy
@@ -96,7 +97,8 @@ class MedgwNode(Node):
         finally:
             self._stop_health()
             rclpy_transport.share_node(None)
-        self.get_logger().info(f"medgw stopped (all samples acknowledged: {acked})")
+        # Python logging: after SIGINT the context is gone and rosout cannot take the line
+        logging.getLogger("medgw").info("medgw stopped (all samples acknowledged: %s)", acked)
         return acked
 
 
