@@ -13,7 +13,13 @@ from drivers.opcua.certs import (
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.mapping import EVENT_LABELS
 from drivers.opcua.options import BrowseSpec, EventOptions, NodeSpec, OpcUaOptions
-from drivers.opcua.survey import PASSWORD_ENV, Credentials, Survey, device_options, survey
+from drivers.opcua.survey import (
+    PASSWORD_ENV,
+    Credentials,
+    Survey,
+    device_options,
+    survey_server,
+)
 from gateway.driver import DriverInfo
 
 DRIVER = DriverInfo(
@@ -27,4 +33,4 @@ __all__ = ["DRIVER", "EVENT_LABELS", "PASSWORD_ENV", "TRUST_LOCATIONS", "BrowseS
            "BrowseSummary", "BrowsedVariable", "CertificateFiles", "CertificateInfo",
            "Credentials", "EndpointInfo", "EventOptions", "NodeSpec", "OpcUaDriver",
            "OpcUaOptions", "Survey", "der_bytes", "describe", "device_options",
-           "get_endpoints", "make_certificate", "survey", "thumbprint"]
+           "get_endpoints", "make_certificate", "survey_server", "thumbprint"]

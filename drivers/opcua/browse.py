@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from asyncua import Client, ua
+from pydantic import ValidationError
 
 from drivers.opcua.discovery import Discovery, browse_children, discover
 from drivers.opcua.mapping import is_numeric_type
@@ -64,6 +66,18 @@ class BrowseSummary:
     truncated: bool = False  # the walk stopped at max_nodes
 
 
+def validated(data: dict[str, Any]) -> OpcUaOptions:
+    """OpcUaOptions from discover's arguments; what they refuse is a DeviceError naming it."""
+    try:
+        return OpcUaOptions.model_validate(data)
+    except ValidationError as err:
+        detail = "; ".join(
+            "not an address of the form opc.tcp://host:port/path" if e["loc"] == ("endpoint",)
+            else f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}"
+            for e in err.errors())
+        raise DeviceError(f"OPC UA {data.get('endpoint')!r}: {detail}") from err
+
+
 def policy_name(uri: str) -> str:
     """Return the short name of a security policy URI (``...#Basic256Sha256``)."""
     return uri[len(_POLICY_PREFIX):] if uri.startswith(_POLICY_PREFIX) else uri
@@ -71,9 +85,9 @@ def policy_name(uri: str) -> str:
 
 async def get_endpoints(endpoint: str, timeout: float = 5.0) -> list[EndpointInfo]:
     """Ask the server for its endpoints (an unsecured GetEndpoints, as every client does)."""
+    options = validated({"endpoint": endpoint, "security_policy": "None",
+                         "browse": (BrowseSpec(pattern="*"),), "request_timeout_s": timeout})
     probe = Client(endpoint, timeout=timeout)
-    options = OpcUaOptions(endpoint=endpoint, security_policy="None",
-                           browse=(BrowseSpec(pattern="*"),), request_timeout_s=timeout)
     try:
         raw = await asyncio.wait_for(probe.connect_and_get_server_endpoints(), timeout * 2)
     except asyncio.CancelledError:

@@ -103,10 +103,12 @@ def der_bytes(data: bytes) -> bytes:
 
 
 def make_certificate(directory: Path, name: str = "medgw-client",
-                     application_uri: str = DEFAULT_CLIENT_URI, days: int = 730,
+                     application_uri: str | None = None, days: int = 730,
                      hostnames: tuple[str, ...] = (), key_bits: int = 2048,
                      organization: str = "medgw", force: bool = False) -> CertificateFiles:
     """Write ``<name>.der``, ``<name>.pem`` (certificate) and ``<name>.key`` (key, 0600).
+
+    ``application_uri`` defaults to the driver's default client URI.
 
     Refuses (ConfigError) to overwrite existing files unless ``force``: a server trusts one
     certificate, and a new key silently replacing it would lock the gateway out.
@@ -119,7 +121,8 @@ def make_certificate(directory: Path, name: str = "medgw-client",
         raise ConfigError(f"{', '.join(existing)} already exist: a server that trusts that"
                           " certificate would reject a new one; use --force to replace it")
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_bits)
-    cert = _build(key, name, application_uri, days, hostnames or _default_hosts(), organization)
+    cert = _build(key, name, application_uri or DEFAULT_CLIENT_URI, days,
+                  hostnames or _default_hosts(), organization)
     der = cert.public_bytes(serialization.Encoding.DER)
     try:
         directory.mkdir(parents=True, exist_ok=True)

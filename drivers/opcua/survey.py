@@ -19,6 +19,7 @@ from drivers.opcua.browse import (
     get_endpoints,
     require_endpoints,
     summarize,
+    validated,
 )
 from drivers.opcua.certs import CertificateInfo, describe
 from drivers.opcua.options import BrowseSpec, OpcUaOptions
@@ -54,7 +55,7 @@ class Survey:
     note: str | None  # why the tree was not browsed
 
 
-async def survey(endpoint: str, credentials: Credentials, save_cert: Path | None = None,
+async def survey_server(endpoint: str, credentials: Credentials, save_cert: Path | None = None,
                  timeout: float = 5.0, browse: bool = True) -> Survey:
     """Look at one server: endpoints, its certificate (saved as DER), and its tree."""
     endpoints = await get_endpoints(endpoint, timeout)
@@ -96,12 +97,12 @@ def _browse_options(endpoint: str, endpoints: list[EndpointInfo], cred: Credenti
     if cred.certificate is not None and cred.private_key is not None and secure:
         best = best_endpoint(secure)
         assert best is not None
-        return OpcUaOptions.model_validate({
+        return validated({
             **base, "security_policy": best.policy, "security_mode": best.mode,
             "certificate": cred.certificate, "private_key": cred.private_key,
             "server_certificate": pinned})
     if any(e.policy == "None" and token in e.tokens for e in endpoints):
-        return OpcUaOptions(**base, security_policy="None")
+        return validated({**base, "security_policy": "None"})
     needs = []
     if not any(e.policy == "None" for e in endpoints) and cred.certificate is None:
         needs.append("a client certificate (make one with `medgw opcua cert`, have the"

@@ -16,7 +16,7 @@ from drivers.opcua import (
     Credentials,
     Survey,
     device_options,
-    survey,
+    survey_server,
 )
 from gateway.config import SecretRef
 from gateway.files import atomic_write
@@ -53,7 +53,7 @@ def cert_report(files: CertificateFiles) -> str:
 def run_survey(endpoint: str, credentials: Credentials, save_cert: Path | None,
                timeout: float, browse: bool = True) -> Survey:
     """Run the OPC UA survey on its own event loop."""
-    return asyncio.run(survey(endpoint, credentials, save_cert, timeout, browse))
+    return asyncio.run(survey_server(endpoint, credentials, save_cert, timeout, browse))
 
 
 def credentials(certificate: Path | None, private_key: Path | None, username: str | None,

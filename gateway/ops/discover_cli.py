@@ -47,11 +47,10 @@ def opcua_cert(
 ) -> None:
     """Make the gateway's OPC UA application certificate and key; print its thumbprint."""
     from drivers.opcua import make_certificate
-    from drivers.opcua.options import DEFAULT_CLIENT_URI
     from gateway.ops.discover import cert_report
 
     try:
-        files = make_certificate(directory, name, uri or DEFAULT_CLIENT_URI, days,
+        files = make_certificate(directory, name, uri, days,
                                  tuple(host or ()), key_bits, force=force)
     except MedgwError as err:
         raise fail(err) from err
@@ -98,8 +97,6 @@ def discover_opcua(
         found = run_survey(endpoint, cred, save_cert, timeout)
     except MedgwError as err:
         raise fail(err) from err
-    except ValueError as err:  # pydantic: an endpoint or a file the options refuse
-        raise fail(MedgwError(str(err).splitlines()[-1].strip() or str(err))) from err
     print(survey_report(found))
     text = device_yaml(device_block(found, name, cred, save_cert, nodes), found)
     print("\n" + text)
