@@ -21,7 +21,8 @@ STAMP = VENV / ".medgw-installed"
 # binary -> Debian package providing it
 DEMO_BINARIES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
 TEST_BINARIES = {**DEMO_BINARIES, "victoria-metrics": "victoria-metrics",
-                 "chromium": "chromium"}  # chromium: the status-page screenshot test
+                 "chromium": "chromium",  # chromium: the status-page screenshot test
+                 "node": "nodejs", "npm": "npm"}  # the node-opcua server of the day-one tests
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 

@@ -149,11 +149,15 @@ def config_init(
     health_port: Annotated[int, typer.Option(help="loopback /health port", min=0,
                                              max=65535)] = 9108,
     force: Annotated[bool, typer.Option(help="replace an existing file")] = False,
+    interactive: Annotated[bool | None, typer.Option(
+        "--interactive/--no-interactive",
+        help="ask for what is not given (default: when run at a terminal)")] = None,
 ) -> None:
     """Write a complete, commented config from device blocks and answers; it passes check."""
     from gateway.ops.configinit import Answers, write_config
 
-    interactive = sys.stdin.isatty()
+    if interactive is None:
+        interactive = sys.stdin.isatty()
     if site is None:
         site = typer.prompt("site name", default="my-site") if interactive else "my-site"
     if gateway is None:

@@ -69,3 +69,17 @@ def test_cli_non_interactive_then_config_check(tmp_path: Path) -> None:
     check = medgw("config", "check", out)
     assert check.exit_code == 0 and "ward-3" in check.output
     assert load_config(out).config.influxdb.url == "http://127.0.0.1:8087"
+
+
+def test_cli_asks_for_site_and_gateway_when_interactive(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.ops.cli import app
+
+    out = tmp_path / "asked.yaml"
+    result = CliRunner().invoke(app, ["config", "init", "-o", str(out), "--interactive"],
+                                input="ward-9\nbox-2\n")
+    assert result.exit_code == 0, result.output
+    assert "site name" in result.output and "gateway name" in result.output
+    config = load_config(out).config
+    assert (config.site, config.gateway) == ("ward-9", "box-2")
