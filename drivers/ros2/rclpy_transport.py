@@ -9,8 +9,9 @@ Discovery is the ROS graph (``get_topic_names_and_types`` and
 DDS) says, and ``ROS_AUTOMATIC_DISCOVERY_RANGE`` / ``ROS_STATIC_PEERS`` apply as for any
 ROS node.
 
-Threads: callbacks run in an executor (ours, in its own thread, on a private context and
-the option's ``domain_id``: rclpy's EventsExecutor where it exists, see
+Threads: callbacks run in an executor (ours, in its own thread, on a private context on
+the ``domain_id`` option when the config sets it, else the system's ``ROS_DOMAIN_ID``:
+rclpy's EventsExecutor where it exists, see
 :func:`make_executor`; or, with a shared node, the node's own executor), the
 transport's :meth:`RclpyTransport.run` thread drains the queues in batches and makes
 every sink call. Inside a ROS process share the process's node (:func:`share_node`) so
@@ -24,7 +25,6 @@ transport reads such types without any type support.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import logging
 import os
@@ -37,12 +37,20 @@ from typing import Any
 import rclpy
 from rclpy.context import Context
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from drivers.ros2.options import QosOptions, Ros2Options, topic_selected
+from drivers.ros2.options import Ros2Options, topic_selected
+from drivers.ros2.rclpy_support import (
+    EXECUTOR_ENV,
+    gone,
+    make_executor,
+    message_type,
+    policy_name,
+    publication_of,
+    qos_profile,
+)
 from drivers.ros2.transport import (
     Publication,
     RawBatch,
@@ -55,11 +63,9 @@ from gateway.errors import DeviceError
 
 GRAPH_POLL_S = 0.5  # ROS graph queries: cheap, but not free (a lock and a copy each)
 SPIN_TIMEOUT_S = 0.05  # our executor's wait: bounds how long close() waits for it
-EXECUTOR_ENV = "MEDGW_RCLPY_EXECUTOR"  # "single": the SingleThreadedExecutor (see make_executor)
 QUEUE_FACTOR = 16  # a reader queues at most depth x this (+ max_take) samples, then counts loss
-# DDSI vendor ids as the OMG assigns them; Fast DDS and Cyclone put theirs first in a GUID
-VENDORS = {(1, 1): "RTI Connext", (1, 15): "eProsima Fast DDS", (1, 16): "Eclipse Cyclone DDS",
-           (1, 17): "GurumDDS"}
+__all__ = ["EXECUTOR_ENV", "RclpyTransport", "make_executor", "message_type", "share_node",
+           "shared_node"]
 
 _shared_lock = threading.Lock()
 _shared_node: Node | None = None
@@ -80,70 +86,6 @@ def shared_node() -> Node | None:
     """Return the node set by :func:`share_node`, if any."""
     with _shared_lock:
         return _shared_node
-
-
-def make_executor(context: Context) -> Any:
-    """Return the executor of a private node: rclpy's EventsExecutor where it exists.
-
-    The EventsExecutor (rclpy >= 9, ``rclpy.experimental``) dispatches in C++: per message
-    it costs a fraction of the SingleThreadedExecutor's Python wait-set loop (bench_rclpy).
-    ``MEDGW_RCLPY_EXECUTOR=single`` forces the SingleThreadedExecutor. Spin it with
-    ``spin_once(timeout_sec=...)`` in a loop: its ``spin()`` starves other Python threads
-    (a subscription created from another thread never gets made).
-    """
-    if os.environ.get(EXECUTOR_ENV, "events") != "single":
-        try:
-            from rclpy.experimental import EventsExecutor
-        except ImportError:
-            pass
-        else:
-            return EventsExecutor(context=context)
-    return SingleThreadedExecutor(context=context)
-
-
-def message_type(ros_type: str) -> Any:
-    """Return the Python message class of ``pkg/msg/Type``; ReaderRefused if none imports."""
-    pkg, _, name = ros_type.partition("/msg/")
-    try:
-        return getattr(importlib.import_module(f"{pkg}.msg"), name)
-    except (ImportError, AttributeError) as err:
-        raise ReaderRefused(
-            f"rclpy transport: no type support for {ros_type} in this Python ({err}); a raw "
-            f"rclpy subscription still needs it: install or build the ROS package {pkg} and "
-            f"source its workspace, or read this device with transport: cyclonedds, which "
-            f"needs none") from err
-
-
-def qos_profile(qos: QosOptions) -> QoSProfile:
-    """Return the rclpy QoS profile for the driver's QoS options (keep last ``depth``)."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=qos.depth,
-        reliability=(ReliabilityPolicy.RELIABLE if qos.reliability == "reliable"
-                     else ReliabilityPolicy.BEST_EFFORT),
-        durability=(DurabilityPolicy.TRANSIENT_LOCAL if qos.durability == "transient_local"
-                    else DurabilityPolicy.VOLATILE))
-
-
-def vendor_of(gid: bytes) -> str | None:
-    """Return the DDS vendor a gid's GUID prefix names (Fast DDS, Cyclone put it first)."""
-    name = VENDORS.get((gid[0], gid[1])) if len(gid) >= 2 else None
-    return f"{name} ({gid[0]}.{gid[1]})" if name else None
-
-
-def publication_of(topic: str, info: Any) -> Publication:
-    """Return the :class:`Publication` of one rclpy ``TopicEndpointInfo`` on ``topic``."""
-    gid = bytes(info.endpoint_gid)
-    ns = info.node_namespace.rstrip("/")
-    qos = info.qos_profile
-    reliability = {ReliabilityPolicy.RELIABLE: "reliable",
-                   ReliabilityPolicy.BEST_EFFORT: "best_effort"}.get(qos.reliability)
-    durability = {DurabilityPolicy.VOLATILE: "volatile",
-                  DurabilityPolicy.TRANSIENT_LOCAL: "transient_local"}.get(qos.durability)
-    ros_type = info.topic_type if "/msg/" in info.topic_type else None
-    return Publication(
-        topic=topic, ros_type=ros_type, type_name=info.topic_type, key=gid.hex(),
-        participant=gid[:12].hex(), node=f"{ns}/{info.node_name}" if info.node_name else None,
-        vendor=vendor_of(gid), reliability=reliability, durability=durability)
 
 
 @dataclass
@@ -237,15 +179,18 @@ class _OwnedNode:
 
     def __init__(self, options: Ros2Options) -> None:
         self.context = Context()
+        # the option when the config sets it, else the system's own (ROS_DOMAIN_ID, or 0)
+        domain = options.domain_id if "domain_id" in options.model_fields_set else None
         try:
-            rclpy.init(context=self.context, domain_id=options.domain_id,
+            rclpy.init(context=self.context, domain_id=domain,
                        signal_handler_options=SignalHandlerOptions.NO)
             self.node = Node(_node_name(), context=self.context, enable_rosout=False,
                              start_parameter_services=False)
         except Exception as err:  # rclpy raises RCLError and plain RuntimeErrors
             self.context.try_shutdown()
-            raise DeviceError(f"rclpy transport: cannot start a ROS node on domain "
-                              f"{options.domain_id}: {err}") from err
+            where = "ROS_DOMAIN_ID" if domain is None else f"domain {domain}"
+            raise DeviceError(f"rclpy transport: cannot start a ROS node on {where}: "
+                              f"{err}") from err
         self.executor = make_executor(self.context)
         self.executor.add_node(self.node)
         self._closing = threading.Event()
@@ -351,8 +296,7 @@ class _Session:
                 self.known[key] = pub
                 self.sink.publication(pub)
         for key in [k for k in self.known if k not in seen]:
-            gone = self.known.pop(key)
-            self.sink.publication(_gone(gone))
+            self.sink.publication(gone(self.known.pop(key)))
 
     def open_reader(self, spec: ReaderSpec) -> None:
         """Create the raw subscription of ``spec`` with event callbacks for its counts."""
@@ -389,9 +333,13 @@ class _Session:
 
     def close(self) -> None:
         """Destroy the subscriptions (a shared node outlives the session)."""
-        for reader in self.readers.values():
-            if reader.subscription is not None:
+        for topic, reader in self.readers.items():
+            if reader.subscription is None:
+                continue
+            try:
                 self.node.destroy_subscription(reader.subscription)
+            except Exception as err:  # a context already shut down: nothing left to free
+                self.owner.log.debug("ros2 rclpy: destroying the reader of %s: %s", topic, err)
         self.readers.clear()
 
 
@@ -404,17 +352,7 @@ def _events(reader: _Reader) -> SubscriptionEventCallbacks:
 
     def incompatible(info: Any) -> None:
         reader.incompatible_qos = info.total_count
-        reader.incompatible_policy = _policy_name(info.last_policy_kind)
+        reader.incompatible_policy = policy_name(info.last_policy_kind)
 
     return SubscriptionEventCallbacks(matched=matched, message_lost=lost,
                                       incompatible_qos=incompatible)
-
-
-def _policy_name(kind: Any) -> str:
-    name = str(getattr(kind, "name", kind)).lower()
-    return name.removesuffix("_qos_policy").removeprefix("rmw_qos_policy_")
-
-
-def _gone(pub: Publication) -> Publication:
-    return Publication(pub.topic, pub.ros_type, pub.type_name, pub.key, pub.participant,
-                       pub.node, pub.vendor, pub.reliability, pub.durability, alive=False)

@@ -8,6 +8,7 @@ counts and values are the pipeline's own.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -191,7 +192,7 @@ def test_qos_and_vendor_helpers() -> None:
     from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
     from drivers.ros2.options import QosOptions
-    from drivers.ros2.rclpy_transport import _policy_name, qos_profile, vendor_of
+    from drivers.ros2.rclpy_support import policy_name, qos_profile, vendor_of
 
     best = qos_profile(QosOptions(reliability="best_effort", durability="transient_local",
                                   depth=7))
@@ -204,4 +205,17 @@ def test_qos_and_vendor_helpers() -> None:
     assert vendor_of(b"") is None
     from rclpy.qos import QoSPolicyKind
 
-    assert _policy_name(QoSPolicyKind.RELIABILITY) == "reliability"
+    assert policy_name(QoSPolicyKind.RELIABILITY) == "reliability"
+
+
+def test_without_domain_id_the_system_ros_domain_id_applies(domain_id: int,
+                                                            start_publisher: Any,
+                                                            run_transport: Any,
+                                                            ctx: DriverContext) -> None:
+    """No domain_id in the config: the private node joins ROS_DOMAIN_ID (the fixture's)."""
+    assert os.environ["ROS_DOMAIN_ID"] == str(domain_id)
+    _transport, sink = run_transport(patterns=["/PSM1/*"])
+    result = start_publisher("--arms", "PSM1", "--rate", "100", "--count", "20").result(60)
+    assert result["published"]["/PSM1/measured_js"] == 20
+    _wait(lambda: _count(ctx, "/PSM1/measured_js") == 20, 20, "20 samples on ROS_DOMAIN_ID")
+    assert sink.refused == {}
