@@ -64,13 +64,16 @@ def run(config: ConfigOption, log_json: LogJson = False, verbose: Verbose = Fals
         test: Annotated[bool, typer.Option("--test", help="dry run: the drivers alone for"
                         " --seconds, print streams and samples; no broker")] = False,
         seconds: Annotated[float, typer.Option(help="with --test: how long", min=0.5)] = 5.0,
+        connect_timeout: Annotated[float, typer.Option(
+            help="with --test: wait this long at most for the devices to connect", min=0)]
+        = 20.0,
         ) -> None:
     """Run the edge daemon: drivers -> ring buffer -> MQTT, until SIGTERM/SIGINT."""
     setup_logging(log_json, verbose)
     if test:
         from gateway.ops.discover_cli import run_test
 
-        run_test(config, seconds, samples=3)
+        run_test(config, seconds, samples=3, connect_timeout=connect_timeout)
     loaded = _load(config)
     if loaded.config.spool.dir is None:
         logging.getLogger("medgw").warning(

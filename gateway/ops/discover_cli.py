@@ -172,13 +172,13 @@ def config_init(
     print(summary)
 
 
-def run_test(config: Path, seconds: float, samples: int) -> None:
+def run_test(config: Path, seconds: float, samples: int, connect_timeout: float = 20.0) -> None:
     """``medgw run --test``: the drivers alone for a while, what would be published."""
     from gateway.config import load_config
     from gateway.ops.dryrun import dry_run
 
     try:
-        ok = dry_run(load_config(config), seconds, samples)
+        ok = dry_run(load_config(config), seconds, samples, connect_timeout)
     except MedgwError as err:
         raise fail(err, 2) from err
     raise typer.Exit(0 if ok else 1)

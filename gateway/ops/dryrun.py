@@ -61,7 +61,18 @@ def build(loaded: LoadedConfig, store: RingStore, metrics: GatewayMetrics) -> li
     return out
 
 
-async def _run(devices: list[Device], seconds: float) -> None:
+async def _connected(devices: list[Device], timeout: float) -> float:
+    """Wait until every device is connected (or crashed), at most ``timeout``; return the wait."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while loop.time() - start < timeout and not all(
+            d.ctx.state.connected or d.crash is not None for d in devices):
+        await asyncio.sleep(0.05)
+    return loop.time() - start
+
+
+async def _run(devices: list[Device], seconds: float, connect_timeout: float) -> float:
+    """Run the drivers: wait for them to connect, then ``seconds``; return the connect wait."""
     async def one(device: Device) -> None:
         try:
             await device.driver.run()
@@ -72,6 +83,7 @@ async def _run(devices: list[Device], seconds: float) -> None:
             log.exception("device %s: driver %s failed", device.name, device.driver_name)
 
     tasks = [asyncio.create_task(one(d), name=f"test:{d.name}") for d in devices]
+    waited = await _connected(devices, connect_timeout)
     await asyncio.sleep(seconds)
     for device in devices:
         device.connected = device.ctx.state.connected
@@ -80,15 +92,23 @@ async def _run(devices: list[Device], seconds: float) -> None:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(*tasks, return_exceptions=True)
+    return waited
 
 
-def dry_run(loaded: LoadedConfig, seconds: float, samples: int = 3) -> bool:
-    """Run the drivers for ``seconds``, print what would be published; True if data came."""
+def dry_run(loaded: LoadedConfig, seconds: float, samples: int = 3,
+            connect_timeout: float = 20.0) -> bool:
+    """Run the drivers for ``seconds`` once connected, print what would be published.
+
+    The window starts when every device is connected (at most ``connect_timeout`` later),
+    so a slow handshake does not eat it. True if every device connected and data came.
+    """
     store = RingStore(loaded.config.publisher.ring_capacity)
     devices = build(loaded, store, GatewayMetrics())
     cfg = loaded.config
-    print(f"medgw run --test: {len(devices)} device(s) for {seconds:g} s, no broker")
-    asyncio.run(_run(devices, seconds))
+    print(f"medgw run --test: {len(devices)} device(s) for {seconds:g} s once connected"
+          f" (waiting at most {connect_timeout:g} s for that), no broker")
+    waited = asyncio.run(_run(devices, seconds, connect_timeout))
+    print(f"connecting took {waited:.1f} s")
     total = 0
     for device in devices:
         status = ("crashed: " + str(device.crash) if device.crash is not None

@@ -34,7 +34,7 @@ def test_discover_ros2_lists_topics_and_writes_a_block(robot: RobotSimulator, tm
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     domain = str(robot.config.domain_id)
-    found = medgw("discover", "ros2", "--domain", domain, "--seconds", "3", "--transport",
+    found = medgw("discover", "ros2", "--domain", domain, "--seconds", "5", "--transport",
                   "cyclonedds", "--name", "psm1", "--out", "robot.yaml")
     assert found.exit_code == 0, found.output
     out = found.output

@@ -47,7 +47,7 @@ devices:
       browse: [{pattern: "*/*"}]
       reconnect_initial_s: 0.1
 """)
-    result = medgw("run", "--test", "-c", config, "--seconds", "1")
+    result = medgw("run", "--test", "-c", config, "--seconds", "1", "--connect-timeout", "1")
     assert result.exit_code == 1
     assert "device far (opcua): NOT connected" in result.output
     assert "cannot reach" in result.output
