@@ -145,7 +145,8 @@ def _options(kind: str) -> dict[str, Any]:
                 "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}}
     if kind == "table":
         return {"showHeader": True, "cellHeight": "sm"}
-    if kind == "xychart":  # auto: per frame (vehicle), first number field x, the next y
+    if kind == "xychart":  # auto (xychart v2, Grafana 11.3+): a series per frame (vehicle),
+        # its first number field x, the next y
         return {"mapping": "auto", "series": [{}],
                 "legend": {"displayMode": "list", "placement": "right", "showLegend": True},
                 "tooltip": {"mode": "single", "sort": "none"}}
