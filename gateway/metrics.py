@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.metrics import MetricWrapperBase
 
 MetricT = TypeVar("MetricT", bound=MetricWrapperBase)
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_counter(registry: CollectorRegistry, name: str, documentation: str,
+                   labelnames: tuple[str, ...]) -> Counter:
+    """Return the registry's counter ``name``, creating it on first use.
+
+    For a metric two drivers write alike (``medgw_source_gap`` of VDA 5050 and Open-RMF):
+    whichever registers first, the other finds it instead of a duplicate-name error.
+    """
+    with _SHARED_LOCK:
+        # prometheus_client has no public lookup; _names_to_collectors is what register() uses
+        found = registry._names_to_collectors.get(name)
+        if found is None:
+            return Counter(name, documentation, list(labelnames), registry=registry)
+        if not isinstance(found, Counter) or tuple(found._labelnames) != labelnames:
+            raise ValueError(f"metric {name} is registered with another type or labels")
+        return found
 
 
 class GatewayMetrics:

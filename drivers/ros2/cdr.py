@@ -29,7 +29,7 @@ class CdrError(ValueError):
 class CdrReader:
     """Reads primitives from one CDR payload, tracking the byte offset of each value."""
 
-    __slots__ = ("_f64", "_i32", "_u32", "data", "endian", "maxalign", "pos")
+    __slots__ = ("_f32", "_f64", "_i32", "_u32", "_u64", "data", "endian", "maxalign", "pos")
 
     def __init__(self, data: bytes) -> None:
         if len(data) < HEADER_SIZE:
@@ -43,6 +43,8 @@ class CdrReader:
         self._i32 = struct.Struct(self.endian + "i")
         self._u32 = struct.Struct(self.endian + "I")
         self._f64 = struct.Struct(self.endian + "d")
+        self._f32 = struct.Struct(self.endian + "f")
+        self._u64 = struct.Struct(self.endian + "Q")
 
     def align(self, size: int) -> None:
         """Skip padding so the next ``size``-byte primitive is aligned."""
@@ -68,6 +70,26 @@ class CdrReader:
         """Read a uint32."""
         self.align(4)
         return int(self._u32.unpack_from(self.data, self._take(4))[0])
+
+    def uint64(self) -> int:
+        """Read a uint64."""
+        self.align(8)
+        return int(self._u64.unpack_from(self.data, self._take(8))[0])
+
+    def float32(self) -> float:
+        """Read a float32."""
+        self.align(4)
+        return float(self._f32.unpack_from(self.data, self._take(4))[0])
+
+    def uint8(self) -> int:
+        """Read a uint8 (or an octet)."""
+        return int(self.data[self._take(1)])
+
+    def uint8s(self) -> bytes:
+        """Read a sequence of uint8."""
+        n = self.sequence_length(1)
+        start = self._take(n)
+        return bytes(self.data[start:start + n])
 
     def float64(self) -> float:
         """Read a float64."""
@@ -157,6 +179,25 @@ class CdrWriter:
         """Write a float64."""
         self.align(8)
         self.buf.extend(struct.pack("<d", value))
+
+    def uint64(self, value: int) -> None:
+        """Write a uint64."""
+        self.align(8)
+        self.buf.extend(struct.pack("<Q", value))
+
+    def float32(self, value: float) -> None:
+        """Write a float32."""
+        self.align(4)
+        self.buf.extend(struct.pack("<f", value))
+
+    def uint8(self, value: int) -> None:
+        """Write a uint8."""
+        self.buf.append(value & 0xFF)
+
+    def uint8s(self, values: bytes) -> None:
+        """Write a sequence of uint8."""
+        self.uint32(len(values))
+        self.buf.extend(values)
 
     def boolean(self, value: bool) -> None:
         """Write a bool."""

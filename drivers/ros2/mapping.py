@@ -10,6 +10,8 @@ vectorized batch path in :mod:`drivers.ros2.pipeline`), and optional event text.
     geometry_msgs/Wrench(Stamped)   -> fx fy fz tx ty tz                    ("wrench")
     crtk_msgs/OperatingState        -> event: state code, is_homed, is_busy + state text
     std_msgs/String                 -> event: severity code (from the topic name) + text
+    rmf_fleet_msgs/FleetState, rmf_door_msgs/DoorState, rmf_lift_msgs/LiftState
+                                    -> fan out: streams per robot, door or lift (rmf_pipeline)
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-from drivers.ros2.cdr import CdrError, CdrReader
+from drivers.ros2 import rmf
+from drivers.ros2.cdr import HEADER_SIZE, CdrError, CdrReader
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -47,6 +50,11 @@ _STATE_CODE = dict(CRTK_STATES)
 _SEVERITY_BY_NAME = {"error": 2.0, "errors": 2.0, "fault": 2.0, "warning": 1.0, "warnings": 1.0}
 
 
+RMF_MEASUREMENTS = ("rmf_robot", "rmf_robot_event", "rmf_door", "rmf_door_event", "rmf_lift",
+                    "rmf_lift_event", "medgw_source_gap")
+"""Measurements the Open-RMF types write (their fan-out streams)."""
+
+
 class MappingError(ValueError):
     """A message decoded but cannot be mapped (wrong array lengths, changed layout ...)."""
 
@@ -64,6 +72,12 @@ class Family(str, enum.Enum):
     WRENCH = "wrench"
     OPERATING_STATE = "operating_state"
     TEXT = "text"
+    RMF_FLEET = "rmf_fleet"  # one FleetState fans out to streams per robot
+    RMF_DOOR = "rmf_door"  # streams per door
+    RMF_LIFT = "rmf_lift"  # streams per lift
+
+
+RMF_FAMILIES = frozenset({Family.RMF_FLEET, Family.RMF_DOOR, Family.RMF_LIFT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +117,11 @@ class TypeMapping:
     def is_event(self) -> bool:
         """Return True when messages of this type go to an event stream."""
         return self.family in (Family.OPERATING_STATE, Family.TEXT)
+
+    @property
+    def fans_out(self) -> bool:
+        """Return True when one message feeds several streams (Open-RMF states)."""
+        return self.family in RMF_FAMILIES
 
 
 def _no_stamp(values: list[float], offsets: list[int]) -> Decoded:
@@ -209,6 +228,31 @@ def decode_string(reader: CdrReader, topic: str) -> Decoded:
     return Decoded(0, 0, -1, np.asarray([severity], dtype=np.float64), None, text=text)
 
 
+def decode_rmf_fleet(reader: CdrReader, _topic: str) -> Decoded:
+    """Decode rmf_fleet_msgs/FleetState strictly; summary: the number of robots.
+
+    The streams come from :mod:`drivers.ros2.rmf_pipeline`, which decodes the whole
+    message (:func:`drivers.ros2.rmf.decode_fleet_state`); this checks it and counts robots.
+    """
+    fleet = rmf.decode_fleet_state(reader.data)
+    return Decoded(0, 0, -1, np.asarray([float(len(fleet.robots))]), None, text=fleet.name)
+
+
+def decode_rmf_door(reader: CdrReader, _topic: str) -> Decoded:
+    """Decode rmf_door_msgs/DoorState; summary: the door mode (stamp door_time)."""
+    door = rmf.decode_door_state(reader.data)
+    return Decoded(door.sec, door.nanosec, HEADER_SIZE, np.asarray([float(door.mode)]), None,
+                   text=door.door_name)
+
+
+def decode_rmf_lift(reader: CdrReader, _topic: str) -> Decoded:
+    """Decode rmf_lift_msgs/LiftState; summary: the current floor's index (stamp lift_time)."""
+    lift = rmf.decode_lift_state(reader.data)
+    return Decoded(lift.sec, lift.nanosec, HEADER_SIZE,
+                   np.asarray([float(lift.floor_index(lift.current_floor))]), None,
+                   text=lift.lift_name)
+
+
 def sanitize_channel(name: str) -> str:
     """Make a joint name usable as a channel (no '.', which separates channel and field)."""
     cleaned = name.replace(".", "_").strip()
@@ -259,6 +303,15 @@ TYPE_TABLE: Mapping[str, TypeMapping] = MappingProxyType({
         decode_operating_state, ("state", "is_homed", "is_busy"), ("", "", "")),
     "std_msgs/msg/String": _fixed(
         "std_msgs/msg/String", Family.TEXT, "robot_event", decode_string, ("severity",), ("",)),
+    "rmf_fleet_msgs/msg/FleetState": _fixed(
+        "rmf_fleet_msgs/msg/FleetState", Family.RMF_FLEET, "rmf_robot", decode_rmf_fleet,
+        ("robots",), ("",)),
+    "rmf_door_msgs/msg/DoorState": _fixed(
+        "rmf_door_msgs/msg/DoorState", Family.RMF_DOOR, "rmf_door", decode_rmf_door,
+        ("mode",), ("",)),
+    "rmf_lift_msgs/msg/LiftState": _fixed(
+        "rmf_lift_msgs/msg/LiftState", Family.RMF_LIFT, "rmf_lift", decode_rmf_lift,
+        ("current_floor",), ("",)),
 })
 """ROS 2 type -> TypeMapping. Read-only: the mapping is part of the wire contract."""
 

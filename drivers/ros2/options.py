@@ -129,6 +129,12 @@ class Ros2Options(BaseModel):
         default=3.0, gt=0, description="a publication discovery shows on a wanted topic that "
         "no reader matched after this long is reported (warning, metric, device degraded); "
         "so is an explicit topic that delivered nothing for this long (at least 5 periods)")
+    max_robots: int = Field(
+        default=64, ge=1, le=10_000, description="Open-RMF: robots (over every fleet), doors "
+        "or lifts read per topic; one beyond is refused with a log line and counted")
+    max_source_gap: int = Field(
+        default=100_000, ge=1, description="Open-RMF: a RobotState.seq jump larger than this "
+        "is a restart of the numbering, not loss")
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
 

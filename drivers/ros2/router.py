@@ -17,6 +17,7 @@ import time
 from drivers.ros2.mapping import type_mapping
 from drivers.ros2.options import QosOptions, Ros2Options, topic_selected, topic_settings
 from drivers.ros2.pipeline import HealthStream, TopicPipeline
+from drivers.ros2.rmf_pipeline import RmfPipeline
 from drivers.ros2.transport import Publication, RawBatch, ReaderRefused, ReaderSpec, Ros2Transport
 from drivers.ros2.watch import TopicWatch
 from gateway.driver import DriverContext
@@ -51,6 +52,9 @@ class TopicRouter:
         self._fresh = False
         self.reading.clear()
         self.watch.begin_session(time.monotonic_ns())
+        for pipeline in self.pipelines.values():
+            if isinstance(pipeline, RmfPipeline):  # what the last session missed is ours
+                pipeline.rebase()
         for t in self.explicit.values():
             if t.type is not None and topic_selected(self.options, t.topic):
                 self._read(t.topic, t.type, None)
@@ -148,7 +152,11 @@ class TopicRouter:
         except StreamSpecError as err:
             self.quarantine_topic(topic, "stream_refused", str(err))
             return None
-        pipeline = TopicPipeline(self.ctx, settings, mapping, self.health)
+        pipeline = (RmfPipeline(self.ctx, settings, mapping, self.health,
+                                max_entities=self.options.max_robots,
+                                max_source_gap=self.options.max_source_gap)
+                    if mapping.fans_out else TopicPipeline(self.ctx, settings, mapping,
+                                                           self.health))
         self.pipelines[topic] = pipeline
         return pipeline
 

@@ -45,6 +45,7 @@ from drivers.vda5050.options import Vda5050Options
 from drivers.vda5050.sequence import HeaderTracker, Observation, Outcome
 from gateway.driver import DriverContext
 from gateway.errors import StreamSpecError
+from gateway.metrics import shared_counter
 from gateway.model import Quality, StreamKind, StreamSpec
 from gateway.ring import StreamRing
 
@@ -57,12 +58,12 @@ class FleetMetrics:
     """The source-side loss ledger on /metrics (one set per registry, shared by devices)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.source_gap = Counter("medgw_source_gap", "Messages a vehicle numbered (headerId) "
-                                  "but nobody received: lost at the source, not in medgw",
-                                  ["device", "vehicle"], registry=registry)
-        self.source_resets = Counter("medgw_source_resets", "headerId numbering restarted "
-                                     "(vehicle restart): not counted as loss",
-                                     ["device", "vehicle"], registry=registry)
+        self.source_gap = shared_counter(registry, "medgw_source_gap", "Messages a vehicle "
+                                         "numbered (headerId) but nobody received: lost at "
+                                         "the source, not in medgw", ("device", "vehicle"))
+        self.source_resets = shared_counter(registry, "medgw_source_resets", "headerId "
+                                            "numbering restarted (vehicle restart): not "
+                                            "counted as loss", ("device", "vehicle"))
         self.quarantined = Counter("medgw_source_quarantined", "Malformed messages of one "
                                    "vehicle, dropped (the others flow)",
                                    ["device", "vehicle", "reason"], registry=registry)

@@ -12,7 +12,7 @@ import pytest
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from drivers.ros2.msgs import CRTK_OPERATING_STATE_MSG, ros_type_name
+from drivers.ros2.msgs import CRTK_OPERATING_STATE_MSG, RMF_MSG_DEFINITIONS, ros_type_name
 from gateway.driver import DriverContext
 from gateway.metrics import GatewayMetrics
 from gateway.ring import RingStore
@@ -22,9 +22,11 @@ MEDGW_MSG_DIR = ROOT / "ros_ws" / "src" / "medgw_msgs" / "msg"
 
 
 def make_typestore() -> Typestore:
-    """Return ROS 2 Humble's typestore plus crtk_msgs and medgw_msgs OperatingState."""
+    """Return ROS 2 Humble's typestore plus crtk_msgs, medgw_msgs and the Open-RMF types."""
     store = get_typestore(Stores.ROS2_HUMBLE)
     types = get_types_from_msg(CRTK_OPERATING_STATE_MSG, "crtk_msgs/msg/OperatingState")
+    for ros_type, definition in RMF_MSG_DEFINITIONS.items():
+        types.update(get_types_from_msg(definition, ros_type))
     for msg in sorted(MEDGW_MSG_DIR.glob("*.msg")):
         types.update(get_types_from_msg(msg.read_text(), f"medgw_msgs/msg/{msg.stem}"))
     store.register(types)
@@ -46,6 +48,10 @@ def to_rosbags(obj: Any, store: Typestore) -> Any:
         value = getattr(obj, f.name)
         if hasattr(value, "__idl_typename__"):
             kwargs[f.name] = to_rosbags(value, store)
+        elif isinstance(value, list) and value and hasattr(value[0], "__idl_typename__"):
+            kwargs[f.name] = [to_rosbags(v, store) for v in value]
+        elif f.name == "available_modes":  # uint8[] (rmf_lift_msgs/LiftState)
+            kwargs[f.name] = np.asarray(value, dtype=np.uint8)
         elif isinstance(value, list) and (not value or isinstance(value[0], float)) and \
                 f.name != "name":
             kwargs[f.name] = np.asarray(value, dtype=np.float64)

@@ -70,6 +70,41 @@ def wrenches() -> st.SearchStrategy[msgs.Wrench]:
     return st.builds(msgs.Wrench, force=vector3(), torque=vector3())
 
 
+f32 = st.floats(allow_nan=False, allow_infinity=False, width=32)
+u64 = st.integers(0, 2**64 - 1)
+u32 = st.integers(0, 2**32 - 1)
+
+
+def robot_modes() -> st.SearchStrategy[msgs.RobotMode]:
+    """rmf_fleet_msgs/RobotMode values (any code: unknown ones must map too)."""
+    return st.builds(msgs.RobotMode, mode=st.integers(0, 12), mode_request_id=u64,
+                     performing_action=text)
+
+
+def locations() -> st.SearchStrategy[msgs.Location]:
+    """rmf_fleet_msgs/Location values."""
+    return st.builds(msgs.Location, t=times(), x=f32, y=f32, yaw=f32,
+                     obey_approach_speed_limit=st.booleans(), approach_speed_limit=f32,
+                     level_name=text, index=u64)
+
+
+def robot_states() -> st.SearchStrategy[msgs.RobotState]:
+    """rmf_fleet_msgs/RobotState values."""
+    return st.builds(msgs.RobotState, name=names, model=text, task_id=text, seq=u64,
+                     mode=robot_modes(), battery_percent=f32, location=locations(),
+                     path=st.lists(locations(), max_size=3))
+
+
+def lift_states() -> st.SearchStrategy[msgs.LiftState]:
+    """rmf_lift_msgs/LiftState values."""
+    u8 = st.integers(0, 255)
+    return st.builds(msgs.LiftState, lift_time=times(), lift_name=names,
+                     available_floors=st.lists(names, max_size=4), current_floor=text,
+                     destination_floor=text, door_state=u8, motion_state=u8,
+                     available_modes=st.lists(u8, max_size=4), current_mode=u8,
+                     session_id=text)
+
+
 STATES = st.sampled_from(["DISABLED", "ENABLED", "PAUSED", "FAULT", "HOMING", ""])
 
 MESSAGES: dict[str, st.SearchStrategy[Any]] = {
@@ -99,3 +134,14 @@ MESSAGES: dict[str, st.SearchStrategy[Any]] = {
                                                is_busy=st.booleans()),
 }
 """One strategy per ROS type in drivers.ros2.msgs.IDL_TYPES."""
+MESSAGES.update({
+    "rmf_fleet_msgs/msg/RobotMode": robot_modes(),
+    "rmf_fleet_msgs/msg/Location": locations(),
+    "rmf_fleet_msgs/msg/RobotState": robot_states(),
+    "rmf_fleet_msgs/msg/FleetState": st.builds(msgs.FleetState, name=names,
+                                               robots=st.lists(robot_states(), max_size=3)),
+    "rmf_door_msgs/msg/DoorMode": st.builds(msgs.DoorMode, value=u32),
+    "rmf_door_msgs/msg/DoorState": st.builds(msgs.DoorState, door_time=times(), door_name=names,
+                                             current_mode=st.builds(msgs.DoorMode, value=u32)),
+    "rmf_lift_msgs/msg/LiftState": lift_states(),
+})

@@ -55,8 +55,26 @@ def expected_flat(message: Any) -> tuple[list[float], str | None]:
     if isinstance(m, msgs.OperatingState | msgs.MedgwOperatingState):
         code = dict(CRTK_STATES).get(m.state, -1.0)
         return [code, float(m.is_homed), float(m.is_busy)], m.state
+    if isinstance(m, msgs.FleetState):
+        return [float(len(m.robots))], m.name
+    if isinstance(m, msgs.DoorState):
+        return [float(m.current_mode.value)], m.door_name
+    if isinstance(m, msgs.LiftState):
+        floors = list(m.available_floors)
+        at = floors.index(m.current_floor) if m.current_floor in floors else -1
+        return [float(at)], m.lift_name
     assert isinstance(m, msgs.String)
     return [0.0], m.data
+
+
+def message_stamp(message: Any) -> tuple[int, int] | None:
+    """The (sec, nanosec) a decoder must report: header.stamp, door_time, lift_time."""
+    for name in ("header", "door_time", "lift_time"):
+        value = getattr(message, name, None)
+        if value is not None:
+            stamp = value.stamp if name == "header" else value
+            return stamp.sec, stamp.nanosec
+    return None
 
 
 def test_table_is_frozen_and_covers_the_brief() -> None:
@@ -95,9 +113,9 @@ def test_decode_rosbags_payloads(ros_type: str, little_endian: bool, data: st.Da
     values, text = expected_flat(message)
     assert decoded.values.tolist() == values
     assert decoded.text == text
-    header = getattr(message, "header", None)
-    if header is not None:
-        assert (decoded.sec, decoded.nanosec) == (header.stamp.sec, header.stamp.nanosec)
+    stamp = message_stamp(message)
+    if stamp is not None:
+        assert (decoded.sec, decoded.nanosec) == stamp
         assert decoded.has_stamp
     else:
         assert not decoded.has_stamp
