@@ -88,3 +88,26 @@ def test_secure_config_without_certificate_says_how_to_make_one() -> None:
     text = str(info.value)
     assert "medgw opcua cert" in text
     assert "--save-cert" in text
+
+
+def test_asyncua_server_validator_accepts_it(tmp_path: Path) -> None:
+    """asyncua's own server-side check (time, URI, key usages, EKU, trust list) passes."""
+    import asyncio
+
+    from asyncua import ua
+    from asyncua.crypto.truststore import TrustStore
+    from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+
+    files = make_certificate(tmp_path / "pki", application_uri="urn:site:edge-01:medgw")
+    store = TrustStore([tmp_path / "pki"], [])
+    validator = CertificateValidator(CertificateValidatorOptions.TRUSTED_VALIDATION
+                                     | CertificateValidatorOptions.PEER_CLIENT, store)
+    cert = x509.load_der_x509_certificate(files.certificate.read_bytes())
+    app = ua.ApplicationDescription(ApplicationUri="urn:site:edge-01:medgw",
+                                    ApplicationType=ua.ApplicationType.Client)
+
+    async def check() -> None:
+        await store.load()
+        await validator.validate(cert, app)
+
+    asyncio.run(check())  # raises ServiceError on any failed check
