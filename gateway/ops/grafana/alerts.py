@@ -43,11 +43,11 @@ def fleet_alerts(f: FleetSource, limits: Thresholds) -> list[AlertDesc]:
     gap_limit = limits.source_gap_per_min * GAP_WINDOW_S / 60
     return [
         AlertDesc(f"medgw-{f.key}-fatal-error", f"{f.title} vehicle has a FATAL error",
-                  (f'SELECT last("{f.fatal}") FROM "{f.state}"' + by,), "$RA > 0",
-                  "{{ $labels.device }}/{{ $labels.stream }}: {{ $values.RA }} FATAL "
-                  "error(s) active", for_="0s", no_data="OK"),
+                  (f'SELECT last("{f.fatal}") FROM "{f.state}"' + by,), f"$RA {f.fatal_when}",
+                  "{{ $labels.device }}/{{ $labels.stream }}: FATAL error "
+                  f"({f.fatal} {{{{ $values.RA }}}})", for_="0s", no_data="OK"),
         AlertDesc(f"medgw-{f.key}-estop", f"{f.title} vehicle emergency stop",
-                  (f'SELECT last("{f.estop}") FROM "{f.state}"' + by,), "$RA > 0",
+                  (f'SELECT last("{f.estop}") FROM "{f.state}"' + by,), f"$RA {f.estop_when}",
                   "{{ $labels.device }}/{{ $labels.stream }}: e-stop active", for_="0s",
                   no_data="OK"),
         AlertDesc(f"medgw-{f.key}-low-battery",

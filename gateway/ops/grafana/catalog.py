@@ -80,16 +80,19 @@ class FleetSource:
     event_labels: Labels
     connection_labels: Labels
     error_level_labels: Labels
-    connection_code: float  # event code of connection changes (value: connection_labels)
-    error_code: float  # event code of errors (value: error_level_labels)
+    connection_code: float | None  # event code of connection changes (None: no such events)
+    error_code: float | None  # event code of errors (value: error_level_labels)
     x: str = "x"
     y: str = "y"
     battery: str = "battery_charge"
     mode: str = "operating_mode"
-    errors: str = "errors"  # active errors
-    fatal: str = "fatal_errors"  # active FATAL errors (> 0 alerts)
-    estop: str = "estop"  # > 0 while an emergency stop is active
+    errors: str | None = "errors"  # active errors (None: the source has no error list)
+    fatal: str = "fatal_errors"  # state field the FATAL alert tests with fatal_when
+    fatal_when: str = "> 0"  # e.g. an RMF fleet: fatal="mode", fatal_when="== 8"
+    estop: str = "estop"  # state field the e-stop alert tests with estop_when
+    estop_when: str = "> 0"
     missing: str = "missing"  # field of the gap measurement: messages lost
+    event_fields: tuple[str, ...] = ("code", "active", "value")  # shown with "text"
     event_suffix: str = ".events"
     gap_suffix: str = ".source_gap"
 

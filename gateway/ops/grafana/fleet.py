@@ -42,7 +42,7 @@ def _where(stream: str = "") -> str:
 
 def _state_panels(f: FleetSource) -> list[PanelDesc]:
     where, by_time = _where(), ' GROUP BY time($__interval), "stream"'
-    return [
+    panels = [
         PanelDesc(f"{f.title}: vehicles on the floor map (x/y, last 10 minutes)", "xychart",
                   f'SELECT last("{f.x}") AS "x", last("{f.y}") AS "y" FROM "{f.state}"'
                   + where + by_time + ' fill(none)', unit="lengthm", width=16, height=12,
@@ -57,21 +57,38 @@ def _state_panels(f: FleetSource) -> list[PanelDesc]:
         PanelDesc(f"{f.title}: operating mode", "state-timeline",
                   f'SELECT last("{f.mode}") FROM "{f.state}"' + where + by_time
                   + ' fill(previous)', mappings=f"{f.key}.mode"),
-        PanelDesc(f"{f.title}: active errors, FATAL errors, e-stop", "timeseries",
-                  f'SELECT max("{f.errors}") AS "errors", max("{f.fatal}") AS "fatal",'
-                  f' max("{f.estop}") AS "estop" FROM "{f.state}"' + where + by_time
-                  + ' fill(none)', thresholds="onoff",
-                  description="estop: 0 none, 1 auto-ack, 2 manual, 3 remote"),
     ]
+    if f.errors is not None:
+        panels.append(PanelDesc(
+            f"{f.title}: active errors, FATAL errors, e-stop", "timeseries",
+            f'SELECT max("{f.errors}") AS "errors", max("{f.fatal}") AS "fatal",'
+            f' max("{f.estop}") AS "estop" FROM "{f.state}"' + where + by_time + ' fill(none)',
+            thresholds="onoff", description="estop: 0 none, 1 auto-ack, 2 manual, 3 remote"))
+    return panels
+
+
+def _coded_panels(f: FleetSource) -> list[PanelDesc]:
+    """Panels over event codes the source has (connection changes, errors)."""
+    events, out = _where(f.event_suffix), []
+    if f.connection_code is not None:
+        out.append(PanelDesc(
+            f"{f.title}: connection (vehicle's connection topic)", "state-timeline",
+            f'SELECT last("value") FROM "{f.events}"' + events + f' AND "code" = '
+            f'{f.connection_code:g} GROUP BY time($__interval), "stream" fill(previous)',
+            mappings=f"{f.key}.connection"))
+    if f.error_code is not None:
+        out.append(PanelDesc(
+            f"{f.title}: errors (latest first)", "table",
+            f'SELECT "value" AS "level", "active", "text" FROM "{f.events}"' + events
+            + f' AND "code" = {f.error_code:g} ORDER BY time DESC LIMIT 100', width=24,
+            fmt="table", mappings=f"{f.key}.error_level", mapping_field="level",
+            description="active 1: raised, 0: cleared"))
+    return out
 
 
 def _event_panels(f: FleetSource) -> list[PanelDesc]:
     events, gaps = _where(f.event_suffix), _where(f.gap_suffix)
     return [
-        PanelDesc(f"{f.title}: connection (vehicle's connection topic)", "state-timeline",
-                  f'SELECT last("value") FROM "{f.events}"' + events
-                  + f' AND "code" = {f.connection_code:g} GROUP BY time($__interval), "stream"'
-                  ' fill(previous)', mappings=f"{f.key}.connection"),
         PanelDesc(f"{f.title}: medgw's session to the fleet broker", "state-timeline",
                   _literal('max by (device) (medgw_device_connected{device=~"$fleet"})'),
                   source="prom", thresholds="up"),
@@ -84,13 +101,9 @@ def _event_panels(f: FleetSource) -> list[PanelDesc]:
                   "timeseries",
                   _literal('sum by (device, vehicle) (increase(medgw_source_gap_total'
                            '{device=~"$fleet"}[$__rate_interval]))'), source="prom"),
-        PanelDesc(f"{f.title}: errors (latest first)", "table",
-                  f'SELECT "value" AS "level", "active", "text" FROM "{f.events}"' + events
-                  + f' AND "code" = {f.error_code:g} ORDER BY time DESC LIMIT 100', width=24,
-                  fmt="table", mappings=f"{f.key}.error_level", mapping_field="level",
-                  description="active 1: raised, 0: cleared"),
         PanelDesc(f"{f.title}: latest events", "table",
-                  f'SELECT "code", "active", "value", "text" FROM "{f.events}"' + events
+                  "SELECT " + ", ".join(f'"{n}"' for n in (*f.event_fields, "text"))
+                  + f' FROM "{f.events}"' + events
                   + ' ORDER BY time DESC LIMIT 200', width=24, fmt="table",
                   mappings=f"{f.key}.events", mapping_field="code"),
     ]
@@ -108,7 +121,8 @@ def fleet_dashboard(catalog: Catalog) -> DashboardDesc | None:
         VariableDesc("vehicle", "Vehicle", f'SHOW TAG VALUES FROM {states} WITH KEY = "stream"'
                      ' WHERE "device" =~ /^$fleet$/'),
     )
-    panels = [p for f in catalog.fleets for p in _state_panels(f) + _event_panels(f)]
+    panels = [p for f in catalog.fleets
+              for p in _state_panels(f) + _coded_panels(f) + _event_panels(f)]
     titles = ", ".join(f.title for f in catalog.fleets)
     return DashboardDesc(FLEET_UID, f"medgw — vehicle fleets ({titles})", variables,
                          tuple(panels))

@@ -347,8 +347,10 @@ def test_a_second_fleet_source_adds_its_own_section() -> None:
     vda = catalog.fleets[0]
     rmf = replace(vda, key="rmf", title="Open-RMF", devices=("rmf-fleet",),
                   state="rmf_robot_state", events="rmf_robot_event", gaps="medgw_source_gap",
-                  battery="battery_percent", mode="mode", mode_labels=(("IDLE", 0.0),
-                                                                       ("EMERGENCY", 5.0)))
+                  battery="battery", mode="mode", errors=None, fatal="mode",
+                  fatal_when="== 8", estop="mode", estop_when="== 5", connection_code=None,
+                  error_code=None, event_fields=("code", "mode", "previous"),
+                  mode_labels=(("IDLE", 0.0), ("EMERGENCY", 5.0)))
     both = replace(catalog, fleets=(vda, rmf),
                    measurements=(*catalog.measurements, "rmf_robot_state", "rmf_robot_event"))
     board = next(d for d in dashboards_for(both) if d.uid == "medgw-vehicles")
@@ -359,8 +361,15 @@ def test_a_second_fleet_source_adds_its_own_section() -> None:
     assert '"mode") FROM "rmf_robot_state"' in rmf_mode["targets"][0]["query"]
     options = rmf_mode["fieldConfig"]["defaults"]["mappings"][0]["options"]
     assert {v["text"] for v in options.values()} == {"IDLE", "EMERGENCY"}
-    assert {a.uid for a in alert_descs(both)} >= {"medgw-rmf-low-battery", "medgw-rmf-estop",
-                                                 "medgw-vda5050-low-battery"}
+    alerts = {a.uid: a for a in alert_descs(both)}
+    assert alerts["medgw-rmf-estop"].condition == "$RA == 5"
+    assert alerts["medgw-rmf-fatal-error"].condition == "$RA == 8"
+    assert 'last("mode") FROM "rmf_robot_state"' in alerts["medgw-rmf-estop"].queries[0]
+    assert alerts["medgw-vda5050-estop"].condition == "$RA > 0"
+    rmf_titles = [p["title"] for p in board_json["panels"] if p["title"].startswith("Open-RMF")]
+    assert not any("connection" in t or "errors" in t for t in rmf_titles), rmf_titles
+    events = _panel(board_json, "Open-RMF: latest events")["targets"][0]["query"]
+    assert events.startswith('SELECT "code", "mode", "previous", "text" FROM "rmf_robot_event"')
     _check_grid(board_json["panels"])
 
 
