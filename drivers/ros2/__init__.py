@@ -12,6 +12,8 @@ from drivers.ros2.driver import Ros2Driver
 from drivers.ros2.mapping import CRTK_STATES, TYPE_TABLE
 from drivers.ros2.options import Ros2Options, TopicOptions
 from drivers.ros2.replay import replay_from_config
+from drivers.ros2.rmf import ROBOT_MODES as RMF_ROBOT_MODES
+from drivers.ros2.rmf_pipeline import ROBOT_EVENTS as RMF_ROBOT_EVENTS
 from drivers.ros2.transport import make_transport
 from gateway.driver import DriverInfo
 from gateway.errors import DeviceError
@@ -23,8 +25,9 @@ DRIVER = DriverInfo(
     description="ROS 2 topics (JointState, poses, twists, wrenches, CRTK state) over DDS",
 )
 
-__all__ = ["CRTK_STATES", "DRIVER", "TYPE_TABLE", "Ros2Driver", "Ros2Options", "TopicOptions",
-           "TopicSeen", "discover_topics", "replay_from_config"]
+__all__ = ["CRTK_STATES", "DRIVER", "RMF_ROBOT_EVENTS", "RMF_ROBOT_MODES", "TYPE_TABLE",
+           "Ros2Driver", "Ros2Options", "TopicOptions", "TopicSeen", "discover_topics",
+           "replay_from_config"]
 
 
 def discover_topics(options: Ros2Options, listen_s: float) -> dict[str, TopicSeen]:
