@@ -9,13 +9,13 @@ Discovery is the ROS graph (``get_topic_names_and_types`` and
 DDS) says, and ``ROS_AUTOMATIC_DISCOVERY_RANGE`` / ``ROS_STATIC_PEERS`` apply as for any
 ROS node.
 
-Threads: callbacks run in an executor (ours, in its own thread, on a private context on
-the ``domain_id`` option when the config sets it, else the system's ``ROS_DOMAIN_ID``:
-rclpy's EventsExecutor where it exists, see
-:func:`make_executor`; or, with a shared node, the node's own executor), the
-transport's :meth:`RclpyTransport.run` thread drains the queues in batches and makes
-every sink call. Inside a ROS process share the process's node (:func:`share_node`) so
-there is one DDS stack; the node's context then decides the domain.
+Threads: the callbacks run in an executor, the transport's :meth:`RclpyTransport.run`
+thread drains their queues in batches and makes every sink call. Without a node the
+transport makes its own: a private context on the ``domain_id`` option when the config
+sets it (else the system's ``ROS_DOMAIN_ID``), a node, and rclpy's EventsExecutor where it
+exists (:func:`make_executor`) spinning in a thread of its own. Inside a ROS process share
+the process's node instead (:func:`share_node`, what the ros_ws node does): one DDS stack,
+the node's context, domain and executor.
 
 A raw subscription still needs the message's type support (a Python package of the type,
 ``crtk_msgs.msg`` for ``crtk_msgs/msg/OperatingState``): a type without one is refused
