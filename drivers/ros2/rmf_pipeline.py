@@ -164,8 +164,8 @@ class RmfPipeline(TopicPipeline):
         if decoded is None:
             return 0
         self.stats.messages += 1
-        self.received += 1
-        if isinstance(decoded, rmf.FleetState):
+        if isinstance(decoded, rmf.FleetState):  # one robot's bad stamp drops that robot only
+            self.received += 1
             return sum(self._robot(decoded.name, r, rx) for r in decoded.robots)
         if isinstance(decoded, rmf.DoorState):
             return self._door(decoded, rx)
@@ -186,12 +186,20 @@ class RmfPipeline(TopicPipeline):
             self._quarantine("decode", f"undecodable {self.mapping.ros_type}: {err}")
         return None
 
-    def _time(self, sec: int, nanosec: int, rx: int) -> tuple[int, int] | None:
-        """Return (sample time, quality) of a message stamp; None (quarantined) if invalid."""
+    def _time(self, sec: int, nanosec: int, rx: int, what: str) -> tuple[int, int] | None:
+        """Return (sample time, quality) of a stamp; None (counted, logged) if invalid.
+
+        A robot's bad stamp drops that robot's state (the message was received); a door's
+        or lift's drops the message (the caller counts it received only when it is good).
+        """
         if sec == 0 and nanosec == 0:
             return rx, Quality.UNCERTAIN
         if sec < 0 or nanosec >= NS:
-            self._quarantine("bad_stamp", f"stamp {sec}.{nanosec:09d}")
+            detail = f"{what}: stamp {sec}.{nanosec:09d}"
+            if what.startswith("robot"):
+                self.ctx.quarantine("bad_stamp", f"{self.settings.topic}: {detail}")
+            else:
+                self._quarantine("bad_stamp", detail)
             return None
         return sec * NS + nanosec, Quality.GOOD
 
@@ -218,7 +226,8 @@ class RmfPipeline(TopicPipeline):
                               f"{fleet}.{robot.name}", "robot")
         if entity is None:
             return 0
-        stamp = self._time(robot.location.sec, robot.location.nanosec, rx)
+        stamp = self._time(robot.location.sec, robot.location.nanosec, rx,
+                           f"robot {entity.name}")
         if stamp is None:
             return 0
         ts, quality = stamp
@@ -301,9 +310,13 @@ class RmfPipeline(TopicPipeline):
 
     def _door(self, door: rmf.DoorState, rx: int) -> int:
         entity = self._entity(("door", door.door_name), door.door_name, door.door_name, "door")
-        stamp = None if entity is None else self._time(door.sec, door.nanosec, rx)
-        if entity is None or stamp is None:
+        if entity is None:
+            self.received += 1  # received, dropped and counted as refused
             return 0
+        stamp = self._time(door.sec, door.nanosec, rx, f"door {door.door_name}")
+        if stamp is None:
+            return 0
+        self.received += 1
         ts, quality = stamp
         self._append(entity, ts, [float(door.mode)], quality, rx)
         prev = entity.last if isinstance(entity.last, rmf.DoorState) else None
@@ -319,9 +332,13 @@ class RmfPipeline(TopicPipeline):
 
     def _lift(self, lift: rmf.LiftState, rx: int) -> int:
         entity = self._entity(("lift", lift.lift_name), lift.lift_name, lift.lift_name, "lift")
-        stamp = None if entity is None else self._time(lift.sec, lift.nanosec, rx)
-        if entity is None or stamp is None:
+        if entity is None:
+            self.received += 1
             return 0
+        stamp = self._time(lift.sec, lift.nanosec, rx, f"lift {lift.lift_name}")
+        if stamp is None:
+            return 0
+        self.received += 1
         ts, quality = stamp
         floor = lift.floor_index(lift.current_floor)
         row = [float(floor), float(lift.floor_index(lift.destination_floor)),
