@@ -219,3 +219,46 @@ def test_without_domain_id_the_system_ros_domain_id_applies(domain_id: int,
     assert result["published"]["/PSM1/measured_js"] == 20
     _wait(lambda: _count(ctx, "/PSM1/measured_js") == 20, 20, "20 samples on ROS_DOMAIN_ID")
     assert sink.refused == {}
+
+
+def test_a_stalled_sink_counts_what_the_queue_drops(domain_id: int, start_publisher: Any,
+                                                    ctx: DriverContext,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing silent: received + counted as lost == published, however slow the sink."""
+    from drivers.ros2 import rclpy_transport
+    from drivers.ros2.options import QosOptions
+
+    monkeypatch.setattr(rclpy_transport, "QUEUE_FACTOR", 0)  # a queue of max_take samples
+    transport = RclpyTransport(Ros2Options(transport="rclpy", domain_id=domain_id,
+                                           patterns=["/PSM1/*"], max_take=10,
+                                           qos=QosOptions(depth=1000)), LOG)
+    gate = threading.Event()
+
+    class StalledSink(PipelineSink):
+        def samples(self, topic: str, batch: RawBatch) -> None:
+            gate.wait(60)  # the sink is stuck until the publisher is done
+            super().samples(topic, batch)
+
+    sink = StalledSink(transport, ctx)
+    stop = threading.Event()
+    thread = threading.Thread(target=transport.run, args=(sink, stop), daemon=True)
+    thread.start()
+    try:
+        n = 100
+        result = start_publisher("--arms", "PSM1", "--rate", "200", "--count", str(n)).result(60)
+        assert result["acked"] is True
+        gate.set()
+        topic = "/PSM1/measured_js"
+
+        def accounted() -> bool:
+            status = transport.reader_status(topic)
+            return status is not None and _count(ctx, topic) + status.lost == n
+        _wait(accounted, 20, f"received + lost == {n}")
+        status = transport.reader_status(topic)
+        assert status is not None and status.lost > 0  # the queue did overflow
+        assert _count(ctx, topic) <= 2 * 10 + 1  # what one stalled batch and the queue held
+    finally:
+        gate.set()
+        stop.set()
+        thread.join(15)
+    assert not thread.is_alive()
