@@ -22,6 +22,7 @@ from rosbags.rosbag2.errors import ReaderError
 from drivers.ros2.mapping import type_mapping
 from drivers.ros2.options import Ros2Options, topic_selected, topic_settings
 from drivers.ros2.pipeline import TopicPipeline
+from drivers.ros2.rmf_pipeline import RmfPipeline
 from gateway.config import LoadedConfig
 from gateway.driver import DriverContext
 from gateway.errors import ConfigError, MedgwError
@@ -100,14 +101,20 @@ def _replay(reader: Reader, bag: Path, ctx: DriverContext, options: Ros2Options 
             mapping = type_mapping(conn.msgtype)
             assert mapping is not None
             settings = topic_settings(options or _ALL, conn.topic, mapping.ros_type, live=False)
-            pipeline = TopicPipeline(ctx, settings, mapping, health=None)
+            pipeline = (RmfPipeline(ctx, settings, mapping, None,
+                                    max_entities=(options or _ALL).max_robots,
+                                    max_source_gap=(options or _ALL).max_source_gap)
+                        if mapping.fans_out else TopicPipeline(ctx, settings, mapping, None))
             by_topic[conn.topic] = pipeline
         pipelines[conn.id] = pipeline
     selected = [c for c in reader.connections if c.id in pipelines]
     messages = _feed(reader.messages(connections=selected) if selected else (), pipelines,
                      batch_size, after_flush)
-    done = [p for p in by_topic.values() if p.ring is not None and p.received]
+    done = [p for p in by_topic.values() if p.received]
     appended = {p.ring.stream.key: p.received for p in done if p.ring is not None}
+    for p in by_topic.values():  # Open-RMF topics fan out: count each robot's/door's ring
+        if isinstance(p, RmfPipeline):
+            appended.update(p.appended_by_stream())
     first = min((p.first_stamp_ns for p in done if p.first_stamp_ns is not None), default=None)
     last = max((p.max_stamp_ns for p in done if p.max_stamp_ns is not None), default=None)
     result = ReplayResult(str(bag), messages, appended,

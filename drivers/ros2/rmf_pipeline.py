@@ -99,6 +99,7 @@ class RmfPipeline(TopicPipeline):
         self.names: set[str] = set()
         self.levels: dict[str, int] = {}
         self.stats = RmfStats()
+        self.appended: dict[str, int] = {}  # stream key -> samples appended
         registry = ctx.metrics.registry
         self.source_gap = shared_counter(
             registry, "medgw_source_gap", "Messages a source numbered (VDA 5050 headerId, "
@@ -119,6 +120,10 @@ class RmfPipeline(TopicPipeline):
         if appended:
             self._mark_seen(now_mono_ns)
         return appended
+
+    def appended_by_stream(self) -> dict[str, int]:
+        """Return the samples appended so far per stream key (state and event streams)."""
+        return dict(self.appended)
 
     def rebase(self) -> None:
         """A new transport session: seq numbers after it start new runs (medgw's own gap)."""
@@ -211,6 +216,8 @@ class RmfPipeline(TopicPipeline):
         self.ctx.append_one(entity.state, ts, np.asarray(row, dtype=np.float64), quality,
                             None, rx)
         self.stats.samples += 1
+        key = entity.state.stream.key
+        self.appended[key] = self.appended.get(key, 0) + 1
         self.last_stamp_ns = ts
         self._track_range(ts, ts)
 
@@ -218,6 +225,7 @@ class RmfPipeline(TopicPipeline):
                rx: int) -> None:
         self.ctx.append_one(ring, ts, values, Quality.GOOD, text[:500], rx)
         self.stats.events += 1
+        self.appended[ring.stream.key] = self.appended.get(ring.stream.key, 0) + 1
 
     # -- robots ------------------------------------------------------------------------
 

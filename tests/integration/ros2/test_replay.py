@@ -165,3 +165,36 @@ def test_replay_errors(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not sqlite")
     with pytest.raises(BagError):
         replay_bag(junk, RingStore(16))
+
+
+def test_rmf_bag_fans_out_per_robot(tmp_path: Path) -> None:
+    """A bag of Open-RMF FleetStates replays into streams per robot, seq holes as gaps."""
+    from drivers.ros2 import msgs
+    from drivers.ros2.msgs import RMF_MSG_DEFINITIONS
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    for ros_type, definition in RMF_MSG_DEFINITIONS.items():
+        store.register(get_types_from_msg(definition, ros_type))
+    writer = Writer(tmp_path / "rmf", version=8, storage_plugin=StoragePlugin.SQLITE3)
+    writer.open()
+    conn = writer.add_connection("/fleet_states", "rmf_fleet_msgs/msg/FleetState",
+                                 typestore=store)
+    seqs = [0, 1, 2, 4, 5]  # 3 was lost at the source
+    for k, seq in enumerate(seqs):
+        stamp = T0 + k * 100_000_000
+        loc = msgs.Location(msgs.Time(stamp // NS, stamp % NS), float(k), 1.0, 0.0, False,
+                            0.0, "L1", 0)
+        message = msgs.FleetState("tug", [msgs.RobotState(
+            name, "m", "t", seq, msgs.RobotMode(2, 0, ""), 50.0, loc, []) for name in
+            ("tug1", "tug2")])
+        writer.write(conn, stamp, message.serialize())
+    writer.close()
+    rings = RingStore(64)
+    result = replay_bag(tmp_path / "rmf", rings, site="ward", device="rmf")
+    assert result.messages == 5 and result.quarantined == 0
+    for name in ("tug1", "tug2"):
+        assert result.appended[f"ward/rmf/fleet_states.tug.{name}"] == 5
+        assert result.appended[f"ward/rmf/fleet_states.tug.{name}.source_gap"] == 1
+        gap = rings.ring(f"ward/rmf/fleet_states.tug.{name}.source_gap").snapshot()
+        assert gap is not None and gap.values.tolist() == [[3.0, 3.0, 1.0]]
+    assert result.first_ns == T0 and result.last_ns == T0 + 400_000_000

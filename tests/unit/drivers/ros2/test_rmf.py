@@ -238,3 +238,19 @@ def test_source_gap_metric_shared_with_vda5050_in_either_order(vda_first: bool) 
                                              {"device": "d", "vehicle": "v"}) == 2
     with pytest.raises(ValueError, match="another type or labels"):
         shared_counter(metrics.registry, "medgw_source_gap", "", ("device",))
+
+
+def test_rclpy_transport_refuses_rmf_types_naming_the_package() -> None:
+    """No Python package of rmf_fleet_msgs on PyPI: the refusal says what to build."""
+    pytest.importorskip("rclpy")
+    from drivers.ros2.rclpy_support import message_type
+    from drivers.ros2.transport import ReaderRefused
+
+    for ros_type, pkg in ((FLEET_TYPE, "rmf_fleet_msgs"),
+                          ("rmf_door_msgs/msg/DoorState", "rmf_door_msgs"),
+                          ("rmf_lift_msgs/msg/LiftState", "rmf_lift_msgs")):
+        with pytest.raises(ReaderRefused) as err:
+            message_type(ros_type)
+        text = str(err.value)
+        assert f"no type support for {ros_type}" in text
+        assert f"build the ROS package {pkg}" in text and "transport: cyclonedds" in text
