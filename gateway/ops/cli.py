@@ -314,7 +314,8 @@ def _mount_simulators() -> None:
 
     for name, module in (("carriers", "simulators.transport_carrier.cli"),
                          ("robot", "simulators.surgical_robot.cli"),
-                         ("agv", "simulators.agv.cli")):
+                         ("agv", "simulators.agv.cli"),
+                         ("rmf", "simulators.rmf_fleet.cli")):
         try:
             sub = importlib.import_module(module)
         except ImportError:
