@@ -254,3 +254,17 @@ def test_rclpy_transport_refuses_rmf_types_naming_the_package() -> None:
         text = str(err.value)
         assert f"no type support for {ros_type}" in text
         assert f"build the ROS package {pkg}" in text and "transport: cyclonedds" in text
+
+
+def test_sample_rmf_config_loads() -> None:
+    """drivers/ros2/sample-rmf.yaml (the README's snippet) is a valid gateway config."""
+    from pathlib import Path
+
+    from gateway.config import load_config
+
+    path = Path(__file__).resolve().parents[4] / "drivers" / "ros2" / "sample-rmf.yaml"
+    device = load_config(path).config.devices[0]
+    options = Ros2Options.model_validate(device.options)
+    assert [t.type for t in options.topics] == [FLEET_TYPE, "rmf_door_msgs/msg/DoorState",
+                                               "rmf_lift_msgs/msg/LiftState"]
+    assert options.transport == "cyclonedds" and options.max_robots == 64
