@@ -28,31 +28,13 @@ from drivers.ros2 import rmf
 from drivers.ros2.cdr import CdrError
 from drivers.ros2.mapping import Family, IntArray, TypeMapping
 from drivers.ros2.pipeline import NS, HealthStream, TopicPipeline, TopicSettings
+from drivers.ros2.rmf_streams import LIFT_EVENTS, MAX_LEVELS, ROBOT_EVENTS, stream_specs
 from gateway.driver import DriverContext
 from gateway.errors import StreamSpecError
 from gateway.metrics import shared_counter
-from gateway.model import Quality, StreamKind, StreamSpec
+from gateway.model import Quality
 from gateway.ring import StreamRing
 
-ROBOT_FIELDS = ("x", "y", "yaw", "level", "waypoint", "battery", "mode", "mode_request_id",
-                "path_length", "source_seq", "obey_speed_limit", "speed_limit")
-ROBOT_UNITS = ("m", "m", "rad", "", "", "%", "", "", "", "", "", "m/s")
-ROBOT_EVENT_FIELDS = ("code", "mode", "previous")
-ROBOT_EVENTS: tuple[tuple[str, float], ...] = (
-    ("MODE", 0.0), ("EMERGENCY", 1.0), ("ADAPTER_ERROR", 2.0), ("LEVEL", 3.0), ("TASK", 4.0),
-    ("SEQ_RESET", 5.0),
-)
-"""Codes of a robot's event stream."""
-GAP_FIELDS = ("from_seq", "to_seq", "missing")
-DOOR_EVENT_FIELDS = ("mode", "previous")
-LIFT_FIELDS = ("current_floor", "destination_floor", "door_state", "motion_state", "mode",
-               "floors")
-LIFT_EVENT_FIELDS = ("code", "value", "previous")
-LIFT_EVENTS: tuple[tuple[str, float], ...] = (
-    ("FLOOR", 0.0), ("DOOR", 1.0), ("MOTION", 2.0), ("MODE", 3.0),
-)
-"""Codes of a lift's event stream (value/previous: floor index or the state's code)."""
-MAX_LEVELS = 64
 _EV = {name: code for name, code in ROBOT_EVENTS}
 _LIFT_EV = {name: code for name, code in LIFT_EVENTS}
 
@@ -386,26 +368,6 @@ class RmfPipeline(TopicPipeline):
 
     # -- entities ----------------------------------------------------------------------
 
-    def _specs(self, kind: str, stream: str) -> list[StreamSpec]:
-        spec, rate = self.ctx.stream_spec, self.settings.rate_hz
-        if kind == "robot":
-            return [spec(stream, ROBOT_FIELDS, ROBOT_UNITS, rate_hz=rate,
-                         measurement="rmf_robot"),
-                    spec(f"{stream}.events", ROBOT_EVENT_FIELDS, ("", "", ""),
-                         kind=StreamKind.EVENT, measurement="rmf_robot_event",
-                         labels=ROBOT_EVENTS),
-                    spec(f"{stream}.source_gap", GAP_FIELDS, ("", "", ""),
-                         kind=StreamKind.EVENT, measurement="medgw_source_gap")]
-        if kind == "door":
-            return [spec(stream, ("mode",), ("",), rate_hz=rate, measurement="rmf_door"),
-                    spec(f"{stream}.events", DOOR_EVENT_FIELDS, ("", ""),
-                         kind=StreamKind.EVENT, measurement="rmf_door_event",
-                         labels=rmf.DOOR_MODES)]
-        return [spec(stream, LIFT_FIELDS, ("",) * len(LIFT_FIELDS), rate_hz=rate,
-                     measurement="rmf_lift"),
-                spec(f"{stream}.events", LIFT_EVENT_FIELDS, ("", "", ""),
-                     kind=StreamKind.EVENT, measurement="rmf_lift_event", labels=LIFT_EVENTS)]
-
     def _entity(self, key: tuple[str, str], label: str, suffix: str,
                 kind: str) -> _Entity | None:
         found = self.entities.get(key)
@@ -430,7 +392,7 @@ class RmfPipeline(TopicPipeline):
                       f"{label[:120]!r} is not read (raise max_robots)")
         else:
             try:
-                specs = self._specs(kind, stream)
+                specs = stream_specs(self.ctx, kind, stream, self.settings.rate_hz)
             except StreamSpecError as err:
                 reason, detail = "bad_name", f"{kind} {label[:120]!r} refused: {err}"
             else:

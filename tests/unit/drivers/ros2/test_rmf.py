@@ -12,7 +12,8 @@ from drivers.ros2 import msgs
 from drivers.ros2.mapping import TYPE_TABLE
 from drivers.ros2.options import Ros2Options, topic_settings
 from drivers.ros2.pipeline import HEALTH_STREAM, HealthStream
-from drivers.ros2.rmf_pipeline import ROBOT_FIELDS, RmfPipeline
+from drivers.ros2.rmf_pipeline import RmfPipeline
+from drivers.ros2.rmf_streams import ROBOT_FIELDS
 from drivers.ros2.router import TopicRouter
 from drivers.ros2.transport import Publication, RawBatch
 from drivers.vda5050.fleet import FleetMetrics
