@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.ops.grafana.catalog import Catalog, FleetSource, Thresholds
+from gateway.ops.grafana.catalog import Catalog, FleetSource, Thresholds, devices_regex
 from gateway.ops.grafana.dashboards import INFLUX_UID, format_context
 
 
@@ -39,13 +39,14 @@ def fleet_alerts(f: FleetSource, limits: Thresholds) -> list[AlertDesc]:
 
     A silent vehicle is the stale-device alert's business, so no data here is OK.
     """
-    by = ' WHERE $timeFilter GROUP BY "site", "device", "stream"'
+    by = (f' WHERE "device" =~ {devices_regex(f)} AND $timeFilter'
+          ' GROUP BY "site", "device", "stream"')
     gap_limit = limits.source_gap_per_min * GAP_WINDOW_S / 60
     return [
-        AlertDesc(f"medgw-{f.key}-fatal-error", f"{f.title} vehicle has a FATAL error",
+        AlertDesc(f"medgw-{f.key}-fatal-error", f"{f.title} vehicle has {f.fatal_name}",
                   (f'SELECT last("{f.fatal}") FROM "{f.state}"' + by,), f"$RA {f.fatal_when}",
-                  "{{ $labels.device }}/{{ $labels.stream }}: FATAL error "
-                  f"({f.fatal} {{{{ $values.RA }}}})", for_="0s", no_data="OK"),
+                  "{{ $labels.device }}/{{ $labels.stream }}: " + f.fatal_name
+                  + f" ({f.fatal} {{{{ $values.RA }}}})", for_="0s", no_data="OK"),
         AlertDesc(f"medgw-{f.key}-estop", f"{f.title} vehicle emergency stop",
                   (f'SELECT last("{f.estop}") FROM "{f.state}"' + by,), f"$RA {f.estop_when}",
                   "{{ $labels.device }}/{{ $labels.stream }}: e-stop active", for_="0s",

@@ -9,17 +9,22 @@ option.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
 from drivers.opcua import OpcUaOptions
+from drivers.ros2 import Ros2Options
 from drivers.synthetic import SyntheticOptions
 from drivers.vda5050 import Vda5050Options
 from gateway.config import LoadedConfig
 from gateway.model import StreamKind
 
 ROBOT_DRIVERS = frozenset({"ros2"})
+RMF_FLEET_TYPE = "rmf_fleet_msgs/msg/FleetState"
+RMF_FLEET_TOPIC = "/fleet_states"
 
 
 @dataclass(frozen=True)
@@ -89,12 +94,19 @@ class FleetSource:
     errors: str | None = "errors"  # active errors (None: the source has no error list)
     fatal: str = "fatal_errors"  # state field the FATAL alert tests with fatal_when
     fatal_when: str = "> 0"  # e.g. an RMF fleet: fatal="mode", fatal_when="== 8"
+    fatal_name: str = "a FATAL error"  # what the FATAL alert calls it
     estop: str = "estop"  # state field the e-stop alert tests with estop_when
     estop_when: str = "> 0"
+    session: str = "medgw's session to the fleet broker"
     missing: str = "missing"  # field of the gap measurement: messages lost
     event_fields: tuple[str, ...] = ("code", "active", "value")  # shown with "text"
     event_suffix: str = ".events"
     gap_suffix: str = ".source_gap"
+
+
+def devices_regex(source: FleetSource) -> str:
+    """InfluxQL regex over the source's devices (two sources share medgw_source_gap)."""
+    return "/^(" + "|".join(re.escape(d) for d in source.devices) + ")$/"
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,30 @@ def vda5050_source(devices: tuple[str, ...]) -> FleetSource:
         connection_code=float(EventCode.CONNECTION), error_code=float(EventCode.ERROR))
 
 
+def rmf_source(devices: tuple[str, ...]) -> FleetSource:
+    """Describe the ros2 driver's Open-RMF robot streams (FleetState fanned out per robot)."""
+    from drivers.ros2 import RMF_ROBOT_EVENTS, RMF_ROBOT_MODES
+
+    modes = dict(RMF_ROBOT_MODES)
+    return FleetSource(
+        key="rmf", title="Open-RMF", devices=devices, state="rmf_robot",
+        events="rmf_robot_event", gaps="medgw_source_gap", mode_labels=RMF_ROBOT_MODES,
+        event_labels=RMF_ROBOT_EVENTS, connection_labels=(), error_level_labels=(),
+        connection_code=None, error_code=None, battery="battery", mode="mode", errors=None,
+        fatal="mode", fatal_when=f"== {modes['ADAPTER_ERROR']:g}", fatal_name="ADAPTER_ERROR",
+        estop="mode", estop_when=f"== {modes['EMERGENCY']:g}", session="medgw's DDS session",
+        event_fields=("code", "mode", "previous"))
+
+
+def reads_rmf_fleet(options: Ros2Options) -> bool:
+    """Whether a ros2 device's topics or patterns take an Open-RMF FleetState."""
+    names = ["/" + t.name.lstrip("/") for t in options.topics if t.type in (None,
+                                                                            RMF_FLEET_TYPE)]
+    return (any(t.type == RMF_FLEET_TYPE for t in options.topics) or RMF_FLEET_TOPIC in names
+            or any(fnmatch.fnmatchcase(RMF_FLEET_TOPIC, "/" + p.lstrip("/"))
+                   for p in options.patterns))
+
+
 def _fleet_measurements(options: Vda5050Options) -> list[str]:
     extra = ["vda5050_visualization"] if options.visualization else []
     return ["vda5050_state", "vda5050_event", "medgw_source_gap", *extra]
@@ -189,6 +225,7 @@ def build_catalog(loaded: LoadedConfig, thresholds: Thresholds | None = None) ->
     """Describe what every enabled device of ``loaded`` writes."""
     cfg = loaded.config
     vehicles: list[str] = []
+    rmf: list[str] = []
     robots: list[str] = []
     carriers: list[str] = []
     carrier: CarrierFields | None = None
@@ -202,6 +239,8 @@ def build_catalog(loaded: LoadedConfig, thresholds: Thresholds | None = None) ->
         if device.driver in ROBOT_DRIVERS:
             robots.append(device.name)
             measurements += robot_measurements()
+            if isinstance(options, Ros2Options) and reads_rmf_fleet(options):
+                rmf.append(device.name)
         elif isinstance(options, OpcUaOptions):
             carriers.append(device.name)
             carrier = carrier or _carrier_fields(options)
@@ -223,7 +262,8 @@ def build_catalog(loaded: LoadedConfig, thresholds: Thresholds | None = None) ->
         old = merged.get(g.measurement)
         fields = tuple(dict.fromkeys((old.fields if old else ()) + g.fields))
         merged[g.measurement] = GenericMeasurement(g.measurement, fields, g.event)
-    fleets = (vda5050_source(tuple(vehicles)),) if vehicles else ()
+    fleets = (((vda5050_source(tuple(vehicles)),) if vehicles else ())
+              + ((rmf_source(tuple(rmf)),) if rmf else ()))
     return Catalog(cfg.site, cfg.gateway, cfg.influxdb.database, tuple(robots), tuple(carriers),
                    carrier, tuple(merged.values()), tuple(dict.fromkeys(measurements)),
                    tuple(notes), fleets, thresholds or Thresholds())

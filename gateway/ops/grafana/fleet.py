@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.ops.grafana.catalog import Catalog, FleetSource, Labels
+from gateway.ops.grafana.catalog import Catalog, FleetSource, Labels, devices_regex
 from gateway.ops.grafana.panels import SITE, SITE_VAR, DashboardDesc, PanelDesc, VariableDesc
 
 FLEET_UID = "medgw-vehicles"
@@ -89,18 +89,20 @@ def _coded_panels(f: FleetSource) -> list[PanelDesc]:
 def _event_panels(f: FleetSource) -> list[PanelDesc]:
     events, gaps = _where(f.event_suffix), _where(f.gap_suffix)
     return [
-        PanelDesc(f"{f.title}: medgw's session to the fleet broker", "state-timeline",
+        PanelDesc(f"{f.title}: {f.session}", "state-timeline",
                   _literal('max by (device) (medgw_device_connected{device=~"$fleet"})'),
                   source="prom", thresholds="up"),
         PanelDesc(f"{f.title}: source gaps (messages the vehicle numbered, nobody received)",
                   "timeseries", f'SELECT sum("{f.missing}") FROM "{f.gaps}"' + gaps
-                  + ' GROUP BY time($__interval), "stream" fill(none)',
+                  + f' AND "device" =~ {devices_regex(f)}'
+                  ' GROUP BY time($__interval), "stream" fill(none)',
                   description="holes in the vehicle's own sequence numbers (headerId): lost "
                   "at the source, not inside medgw (that is medgw_gap)"),
         PanelDesc(f"{f.title}: messages lost at the source per interval (gateway counter)",
                   "timeseries",
                   _literal('sum by (device, vehicle) (increase(medgw_source_gap_total'
-                           '{device=~"$fleet"}[$__rate_interval]))'), source="prom"),
+                           '{device=~"$fleet",device=~"' + "|".join(f.devices) + '"}'
+                           '[$__rate_interval]))'), source="prom"),
         PanelDesc(f"{f.title}: latest events", "table",
                   "SELECT " + ", ".join(f'"{n}"' for n in (*f.event_fields, "text"))
                   + f' FROM "{f.events}"' + events

@@ -3,7 +3,8 @@
 VictoriaMetrics (Prometheus-compatible query API) scrapes the gateway's /metrics every
 second, like the Prometheus datasource the dashboards are provisioned with. The gateway
 runs what makes the health metrics exist: a synthetic device, the vda5050 driver on the
-AGV simulator (states dropped: source gaps), a ros2 device on real Cyclone DDS (a configured
+AGV simulator and the ros2 driver on the Open-RMF simulator (messages dropped at the
+source: source gaps), a ros2 device on real Cyclone DDS (a configured
 topic nobody publishes, a publication of the wrong type, a JointState stream with a hole
 in its header stamps), a device whose driver crashes (restarts) and a corrupt seq.json.
 """
@@ -32,6 +33,7 @@ from gateway.ops.grafana import render
 from gateway.ops.grafana.dashboards import PROM_UID
 from gateway.ops.services import MosquittoService, VictoriaMetricsService
 from simulators.agv import AgvFleet, FleetConfig
+from simulators.rmf_fleet import RmfSimConfig, RmfSimulator
 from simulators.surgical_robot import dds as sim_dds
 from simulators.surgical_robot import msgs
 from tests.helpers import wait_until
@@ -40,7 +42,8 @@ pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "configs" / "examples" / "hospital-edge.yaml"
 STREAMS = [{"name": "joints", "fields": 3, "rate_hz": 200, "measurement": "joint_state"}]
-DEVICES = ("robot-1", "agv-fleet", "dds-1", "crasher")
+DEVICES = ("robot-1", "agv-fleet", "rmf-fleet", "dds-1", "crasher")
+FLEETS = ("agv-fleet", "rmf-fleet")  # the fleet devices' names in hospital-edge.yaml
 SILENT, WRONG, JOINTS = "/medgw_test/absent", "/medgw_test/wrong", "/medgw_test/joints"
 # Not provoked here: drops by spool policy and ring overruns (the fault tests cause them) and
 # publisher loop errors (an internal fault, not caused from outside a running gateway). Their
@@ -90,6 +93,12 @@ def _devices(fleet_port: int, domain_id: int) -> list[dict[str, Any]]:
         {"name": "dds-1", "driver": "ros2", "options": {
             "domain_id": domain_id, "transport": "cyclonedds", "topics": topics,
             "unmatched_after_s": 1.0}},
+        {"name": "rmf-fleet", "driver": "ros2", "options": {
+            "domain_id": domain_id, "transport": "cyclonedds", "stale_periods": 40,
+            "topics": [{"name": "/fleet_states", "type": "rmf_fleet_msgs/msg/FleetState",
+                        "rate_hz": 20},
+                       {"name": "/door_states", "type": "rmf_door_msgs/msg/DoorState"},
+                       {"name": "/lift_states", "type": "rmf_lift_msgs/msg/LiftState"}]}},
         {"name": "crasher", "driver": "crashing", "options": {}},
     ]
 
@@ -150,13 +159,19 @@ def scraped(mosquitto: MosquittoService, make_mosquitto: Callable[..., Mosquitto
     vm = VictoriaMetricsService(tmp_path / "vm", extra_args=[f"-promscrape.config={scrape}"])
     sim = AgvFleet(FleetConfig(port=fleet_broker.port, vehicles=2, rate_hz=10))
     peer = DdsPeer(domain_id)
+    rmf = RmfSimulator(RmfSimConfig.model_validate(dict(
+        domain_id=domain_id, rate_hz=20, ticks=20, drop_ticks=[5, 6], faults=[],
+        network={"config_xml": dds.loopback_config()}))).open()
     runner.start()
     server.start()
     try:
         vm.start()
         _provoke(gateway, sim, peer)
+        assert rmf.wait_for_subscribers(20.0), "the gateway did not subscribe the RMF topics"
+        rmf.start()
         yield Scraped(vm, gateway, sim)
     finally:
+        rmf.stop()
         peer.close()
         sim.stop()
         vm.stop(5)
@@ -188,7 +203,7 @@ def _query(vm: VictoriaMetricsService, expr: str) -> list[dict[str, Any]]:
 def _substitute(expr: str) -> str:
     devices = "(" + "|".join(DEVICES) + ")"
     return (expr.replace("$__rate_interval", "5s").replace("$site", "test-site")
-            .replace("$device", devices).replace("$fleet", "agv-fleet"))
+            .replace("$device", devices).replace("$fleet", "(" + "|".join(FLEETS) + ")"))
 
 
 def _metrics(expr: str) -> set[str]:
@@ -242,6 +257,8 @@ def _check_values(vm: VictoriaMetricsService) -> None:
 
     assert value('max by (vehicle) (medgw_source_gap_total{device="agv-fleet"})') == {
         "vehicle=agv-01": 3.0}
+    assert value('max by (vehicle) (medgw_source_gap_total{device="rmf-fleet"})') == {
+        f"vehicle=tug/tug{i}": 2.0 for i in (1, 2, 3)}
     assert value('max by (topic) (medgw_topic_never_delivered{device="dds-1"})')[
         f"topic={SILENT}"] == 1.0
     assert value('max by (topic) (medgw_unmatched_publications{device="dds-1"})')[

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from drivers.opcua.mapping import EVENT_FIELDS, EVENT_LABELS, EventCode, snake_case
+from drivers.ros2 import dds
 from drivers.ros2.mapping import (
     CRTK_STATES,
     JOINT_PARTS,
@@ -38,6 +39,7 @@ from gateway.ops.grafana import Thresholds, render
 from gateway.ops.grafana.dashboards import INFLUX_UID, PROM_UID
 from gateway.ops.services import MosquittoService
 from simulators.agv import AgvFleet, FleetConfig
+from simulators.rmf_fleet import RmfSimConfig, RmfSimulator, fleet
 from simulators.transport_carrier.fleet import VARIABLES
 from tests.chain import Chain, chain_config
 from tests.helpers import InfluxTarget, wait_until
@@ -133,6 +135,44 @@ def _run_fleet(chain: Chain, sim: AgvFleet) -> None:
         sim.stop()
 
 
+RMF_TICKS, RMF_RATE, RMF_DROPS = 40, 20.0, [10, 11]
+
+
+def _rmf_device(domain: int) -> dict[str, Any]:
+    topics = [{"name": "/fleet_states", "type": "rmf_fleet_msgs/msg/FleetState",
+               "rate_hz": RMF_RATE},
+              {"name": "/door_states", "type": "rmf_door_msgs/msg/DoorState", "rate_hz": 4},
+              {"name": "/lift_states", "type": "rmf_lift_msgs/msg/LiftState", "rate_hz": 4}]
+    return {"name": "rmf-fleet", "driver": "ros2", "options": {
+        "domain_id": domain, "transport": "cyclonedds", "topics": topics, "stale_periods": 40}}
+
+
+def _rmf_sim(domain: int) -> RmfSimulator:
+    """tug2 ends in EMERGENCY, tug3 in ADAPTER_ERROR; two FleetStates dropped at the source."""
+    faults = [fleet.Fault(robot="tug2", mode=5, start=20, end=10_000),
+              fleet.Fault(robot="tug3", mode=8, start=25, end=10_000)]
+    return RmfSimulator(RmfSimConfig.model_validate(dict(
+        domain_id=domain, rate_hz=RMF_RATE, ticks=RMF_TICKS, drop_ticks=RMF_DROPS,
+        faults=faults, network={"config_xml": dds.loopback_config()}))).open()
+
+
+def _run_rmf(chain: Chain, sim: RmfSimulator) -> None:
+    """The real RMF simulator on Cyclone DDS through the real ros2 driver."""
+    assert sim.wait_for_subscribers(20.0), "the gateway did not subscribe every RMF topic"
+    sim.start()
+    assert sim.done.wait(RMF_TICKS / RMF_RATE + 30), "the RMF simulator did not finish"
+
+    def count(stream: str) -> int:
+        try:
+            batch = chain.gateway.store.ring(f"test-site/rmf-fleet/{stream}").snapshot()
+        except KeyError:
+            return 0
+        return 0 if batch is None else len(batch.timestamps_ns)
+
+    wait_until(lambda: all(count(f"fleet_states.tug.{r.name}") == RMF_TICKS - len(RMF_DROPS)
+                           for r in sim.config.robots), 30, message="every RMF robot state")
+
+
 def _append(ctx: DriverContext, spec: Any, ts: np.ndarray, values: np.ndarray,
             quality: np.ndarray | None = None, text: tuple[str, ...] | None = None) -> None:
     ring = ctx.add_stream(spec)
@@ -182,10 +222,17 @@ def test_every_panel_and_alert_query_returns_data(
     fleet_broker = make_mosquitto()
     sim = AgvFleet(FleetConfig(port=fleet_broker.port, vehicles=len(AGVS), rate_hz=10,
                                versions=("2.0.0", "3.0.0", "2.1.0")))
-    loaded = chain_config(mosquitto, influxdb, [_fleet_device(fleet_broker)])
+    domain = dds.pick_domain_id()
+    loaded = chain_config(mosquitto, influxdb, [_fleet_device(fleet_broker),
+                                                _rmf_device(domain)])
+    rmf = _rmf_sim(domain)
     t0 = time.time_ns() - N * 1_000_000_000
     with Chain(loaded) as chain:
         _run_fleet(chain, sim)
+        try:
+            _run_rmf(chain, rmf)
+        finally:
+            rmf.stop()
         _feed_robot(chain, t0)
         _feed_carriers(chain, t0)
         wait_until(lambda: chain.acked() == chain.produced(), 20, message="broker acks")
@@ -214,7 +261,7 @@ def test_every_panel_and_alert_query_returns_data(
                 checked += 1
                 per_board[name] += 1
     print(f"checked {checked} InfluxQL panel queries: {per_board}")
-    assert checked >= 30 and per_board["medgw-vehicles.json"] >= 9
+    assert checked >= 37 and per_board["medgw-vehicles.json"] == 15  # 9 VDA 5050, 6 RMF
 
     rules = {r["uid"]: r for r in rendered.alerts["groups"][0]["rules"]}
     states = _alert_values(rules, "medgw-robot-fault", "A", influxdb)
@@ -222,8 +269,10 @@ def test_every_panel_and_alert_query_returns_data(
     hottest = _alert_values(rules, "medgw-temperature-excursion", "A", influxdb)
     assert max(hottest.values()) > 8.0
     counts = _alert_values(rules, "medgw-device-stale", "A", influxdb)
-    assert set(counts) >= {("robot-1", None), ("carrier-fleet", None), ("agv-fleet", None)}
+    assert set(counts) >= {("robot-1", None), ("carrier-fleet", None), ("agv-fleet", None),
+                           ("rmf-fleet", None)}
     _check_fleet_alerts(rules, influxdb, sim)
+    _check_rmf_alerts(rules, influxdb)
 
 
 def _check_fleet_alerts(rules: dict[str, Any], influx: InfluxTarget, sim: AgvFleet) -> None:
@@ -256,3 +305,19 @@ def _alert_values(rules: dict[str, Any], uid: str, ref: str, influx: InfluxTarge
             out[(row["device"], row.get("stream"))] = float(value)
     assert out, f"alert {uid}: query {ref} returned no data"
     return out
+
+
+def _check_rmf_alerts(rules: dict[str, Any], influx: InfluxTarget) -> None:
+    """The Open-RMF alerts test the robot's mode: EMERGENCY (e-stop), ADAPTER_ERROR."""
+    robots = ("fleet_states.tug.tug1", "fleet_states.tug.tug2", "fleet_states.tug.tug3")
+    modes = {k[1]: v for k, v in _alert_values(rules, "medgw-rmf-estop", "A", influx).items()}
+    assert modes == {robots[0]: modes[robots[0]], robots[1]: 5.0, robots[2]: 8.0}
+    assert modes[robots[0]] not in (5.0, 8.0)
+    assert rules["medgw-rmf-estop"]["data"][-1]["model"]["expression"] == "$RA == 5"
+    fatal = _alert_values(rules, "medgw-rmf-fatal-error", "A", influx)
+    assert {k[1] for k, v in fatal.items() if v == 8.0} == {robots[2]}
+    battery = _alert_values(rules, "medgw-rmf-low-battery", "A", influx)
+    assert set(k[1] for k in battery) == set(robots) and min(battery.values()) > 20
+    gaps = _alert_values(rules, "medgw-rmf-source-gaps", "A", influx)
+    assert {k[1]: v for k, v in gaps.items() if k[0] == "rmf-fleet"} == {
+        f"{r}.source_gap": float(len(RMF_DROPS)) for r in robots}

@@ -141,7 +141,9 @@ def test_only_needed_dashboards_for_a_synthetic_config(tmp_path: Path) -> None:
 def test_example_configs_validate_and_render(path: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
+    from drivers.ros2 import Ros2Options
     from gateway.ops.cli import app
+    from gateway.ops.grafana import catalog
 
     checked = CliRunner().invoke(app, ["config", "check", str(path)])
     assert checked.exit_code == 0, checked.output
@@ -150,7 +152,9 @@ def test_example_configs_validate_and_render(path: Path, tmp_path: Path) -> None
     drivers = {d.driver for d in loaded.config.devices}
     assert ("medgw-robot.json" in result.dashboards) == ("ros2" in drivers)
     assert ("medgw-carriers.json" in result.dashboards) == ("opcua" in drivers)
-    assert ("medgw-vehicles.json" in result.dashboards) == ("vda5050" in drivers)
+    rmf = any(catalog.reads_rmf_fleet(o) for o in loaded.driver_options.values()
+              if isinstance(o, Ros2Options))
+    assert ("medgw-vehicles.json" in result.dashboards) == ("vda5050" in drivers or rmf)
 
 
 class _FakeGrafana(BaseHTTPRequestHandler):
@@ -405,3 +409,31 @@ def test_gateway_health_shows_the_new_metrics(rendered: Any) -> None:
     families = {m.name for m in metrics.registry.collect()}
     used = set(re.findall(r"\b(medgw_[a-z_]+)", exprs))
     assert {u.removesuffix("_total") for u in used} <= families  # the real metric names
+
+
+def test_an_open_rmf_fleet_is_a_second_fleet_source(tmp_path: Path) -> None:
+    from drivers.ros2 import RMF_ROBOT_MODES, Ros2Options, TopicOptions
+    from gateway.ops.grafana.catalog import reads_rmf_fleet
+
+    assert reads_rmf_fleet(Ros2Options(topics=[TopicOptions(name="fleet_states")]))
+    assert reads_rmf_fleet(Ros2Options(topics=[TopicOptions(
+        name="/tugs", type="rmf_fleet_msgs/msg/FleetState")]))
+    assert not reads_rmf_fleet(Ros2Options(topics=[TopicOptions(
+        name="/fleet_states", type="std_msgs/msg/String")]))
+    assert reads_rmf_fleet(Ros2Options(patterns=["/fleet_*"]))
+    assert not reads_rmf_fleet(Ros2Options(patterns=["/PSM*/*"]))
+    result = render(load_config(EXAMPLES / "hospital-edge.yaml"), tmp_path)
+    board = result.dashboards["medgw-vehicles.json"]
+    assert board["title"] == "medgw — vehicle fleets (VDA 5050, Open-RMF)"
+    states = board["templating"]["list"][1]["query"]
+    assert "/^(vda5050_state|rmf_robot)$/" in states
+    floor = _panel(board, "Open-RMF: vehicles on the floor map (x/y, last 10 minutes)")
+    assert 'FROM "rmf_robot"' in floor["targets"][0]["query"]
+    mode = _panel(board, "Open-RMF: operating mode")["fieldConfig"]["defaults"]["mappings"]
+    assert {v["text"]: float(k) for k, v in mode[0]["options"].items()} == dict(RMF_ROBOT_MODES)
+    rules = {r["uid"]: r for r in result.alerts["groups"][0]["rules"]}
+    assert rules["medgw-rmf-estop"]["data"][-1]["model"]["expression"] == "$RA == 5"
+    assert rules["medgw-rmf-fatal-error"]["data"][-1]["model"]["expression"] == "$RA == 8"
+    assert rules["medgw-rmf-fatal-error"]["title"] == "Open-RMF vehicle has ADAPTER_ERROR"
+    assert 'last("battery") FROM "rmf_robot"' in (
+        rules["medgw-rmf-low-battery"]["data"][0]["model"]["query"])
