@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import os
 from typing import Any
 
@@ -18,6 +19,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from drivers.ros2.options import QosOptions
 from drivers.ros2.transport import Publication, ReaderRefused
 
+log = logging.getLogger("medgw.ros2.rclpy")
 EXECUTOR_ENV = "MEDGW_RCLPY_EXECUTOR"  # "single": the SingleThreadedExecutor (see make_executor)
 # DDSI vendor ids as the OMG assigns them; Fast DDS and Cyclone put theirs first in a GUID
 VENDORS = {(1, 1): "RTI Connext", (1, 15): "eProsima Fast DDS", (1, 16): "Eclipse Cyclone DDS",
@@ -39,7 +41,13 @@ def make_executor(context: Context) -> Any:
         except ImportError:
             pass
         else:
-            return EventsExecutor(context=context)
+            try:
+                return EventsExecutor(context=context)
+            except (OSError, ValueError, RuntimeError) as err:
+                # it calls faulthandler.enable(), which needs a real stderr file descriptor
+                # (absent under a redirected or captured stderr): the portable executor works
+                log.warning("rclpy EventsExecutor unavailable (%s: %s); using the "
+                            "SingleThreadedExecutor", type(err).__name__, err)
     return SingleThreadedExecutor(context=context)
 
 

@@ -22,7 +22,8 @@ STAMP = VENV / ".medgw-installed"
 DEMO_BINARIES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
 TEST_BINARIES = {**DEMO_BINARIES, "victoria-metrics": "victoria-metrics",
                  "chromium": "chromium",  # chromium: the status-page screenshot test
-                 "node": "nodejs", "npm": "npm"}  # the node-opcua server of the day-one tests
+                 "node": "nodejs", "npm": "npm",  # the node-opcua server of the day-one tests
+                 "cmake": "cmake", "g++": "g++"}  # colcon build of ros_ws in the tests
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 
