@@ -46,8 +46,9 @@ def _state_panels(f: FleetSource) -> list[PanelDesc]:
         PanelDesc(f"{f.title}: vehicles on the floor map (x/y, last 10 minutes)", "xychart",
                   f'SELECT last("{f.x}") AS "x", last("{f.y}") AS "y" FROM "{f.state}"'
                   + where + by_time + ' fill(none)', unit="lengthm", width=16, height=12,
-                  time_from="10m", description="one series per vehicle: its track, newest "
-                  "point last; map coordinates in metres"),
+                  fmt="table", time_from="10m", partition_by="stream",
+                  description="one series per vehicle: its track over the last 10 minutes; "
+                  "map coordinates in metres"),
         PanelDesc(f"{f.title}: battery now", "stat",
                   f'SELECT last("{f.battery}") FROM "{f.state}"' + where + ' GROUP BY "stream"',
                   unit="percent", width=8, height=12, thresholds="low_battery"),

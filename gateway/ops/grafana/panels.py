@@ -30,6 +30,7 @@ class PanelDesc:
     mapping_field: str = ""  # apply mappings only to this field (table panels)
     description: str = ""
     time_from: str = ""  # the panel's own relative time range, e.g. "10m" (Grafana timeFrom)
+    partition_by: str = ""  # split a table result into one frame per value of this column
 
 
 @dataclass(frozen=True)

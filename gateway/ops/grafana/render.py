@@ -133,6 +133,9 @@ def panel_json(desc: PanelDesc, panel_id: int, grid: dict[str, int],
     }
     if desc.time_from:
         panel["timeFrom"] = desc.time_from
+    if desc.partition_by:
+        panel["transformations"] = [{"id": "partitionByValues", "options": {
+            "fields": [desc.partition_by], "keepFields": False}}]
     return panel
 
 
@@ -145,8 +148,8 @@ def _options(kind: str) -> dict[str, Any]:
                 "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}}
     if kind == "table":
         return {"showHeader": True, "cellHeight": "sm"}
-    if kind == "xychart":  # auto (xychart v2, Grafana 11.3+): a series per frame (vehicle),
-        # its first number field x, the next y
+    if kind == "xychart":  # auto (Grafana 10.4+): a series per frame (one per vehicle after
+        # partitionByValues), its first number field x, the next ones y
         return {"mapping": "auto", "series": [{}],
                 "legend": {"displayMode": "list", "placement": "right", "showLegend": True},
                 "tooltip": {"mode": "single", "sort": "none"}}

@@ -258,6 +258,9 @@ def test_every_panel_and_alert_query_returns_data(
                 values = [v for row in rows for k, v in row.items()
                           if k not in ("time", "_measurement") and v is not None]
                 assert values, f"{name}: panel {panel['title']!r} returned no data"
+                for step in panel.get("transformations", []):  # the columns it splits by
+                    fields = step["options"]["fields"]
+                    assert all(row.get(f) for row in rows for f in fields), panel["title"]
                 checked += 1
                 per_board[name] += 1
     print(f"checked {checked} InfluxQL panel queries: {per_board}")

@@ -299,6 +299,11 @@ def test_vehicle_dashboard_uses_the_vda5050_tables(rendered: Any) -> None:
     assert [v["name"] for v in board["templating"]["list"]] == ["site", "fleet", "vehicle"]
     floor = _panel(board, "floor map (x/y, last 10 minutes)")
     assert floor["type"] == "xychart" and floor["timeFrom"] == "10m"
+    # a table (time, stream, x, y) split per vehicle: x/y per frame for the auto mapping
+    assert floor["targets"][0]["resultFormat"] == "table"
+    assert floor["transformations"] == [{"id": "partitionByValues", "options": {
+        "fields": ["stream"], "keepFields": False}}]
+    assert floor["options"]["mapping"] == "auto"
     assert 'last("x") AS "x", last("y") AS "y" FROM "vda5050_state"' in (
         floor["targets"][0]["query"])
     mode = _panel(board, "operating mode")["fieldConfig"]["defaults"]["mappings"][0]["options"]
