@@ -78,6 +78,7 @@ class RmfPipeline(TopicPipeline):
         self.max_source_gap = max_source_gap
         self.entities: dict[tuple[str, str], _Entity] = {}
         self.refused: dict[tuple[str, str], str] = {}
+        self.refused_detail: list[str] = []  # for the device error (/health: degraded)
         self.names: set[str] = set()
         self.levels: dict[str, int] = {}
         self.stats = RmfStats()
@@ -102,6 +103,10 @@ class RmfPipeline(TopicPipeline):
         if appended:
             self._mark_seen(now_mono_ns)
         return appended
+
+    def refusals(self) -> list[str]:
+        """Return why each refused robot, door or lift is not read (oldest first)."""
+        return list(self.refused_detail)
 
     def appended_by_stream(self) -> dict[str, int]:
         """Return the samples appended so far per stream key (state and event streams)."""
@@ -401,6 +406,7 @@ class RmfPipeline(TopicPipeline):
                     detail = f"{kind} {label[:120]!r}: stream {stream} is taken by another"
         if reason is not None:
             self.refused[key] = reason
+            self.refused_detail.append(detail)
             self.ctx.quarantine(reason, f"{self.settings.topic}: {detail}; the others flow")
             if self.health is not None:
                 self.health.emit(time.time_ns(), "QUARANTINED",

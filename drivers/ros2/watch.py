@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from drivers.ros2.mapping import type_mapping
 from drivers.ros2.options import QosOptions, Ros2Options
 from drivers.ros2.pipeline import HealthStream
+from drivers.ros2.rmf_pipeline import RmfPipeline
 from drivers.ros2.transport import Publication, ReaderStatus, Ros2Transport
 from gateway.driver import DriverContext
 
@@ -249,6 +250,11 @@ class TopicWatch:
         for topic, pubs in sorted(self.unmatched.items()):
             out.append(f"{topic}: {len(pubs)} publication(s) unmatched ({pubs[0].describe()})")
         out += [f"{topic}: no sample yet" for topic, bad in sorted(self.silent.items()) if bad]
+        for topic, pipeline in sorted(self.router.pipelines.items()):
+            refused = pipeline.refusals() if isinstance(pipeline, RmfPipeline) else []
+            if refused:  # Open-RMF: robots, doors or lifts refused alone
+                more = f" (+{len(refused) - 1} more refused)" if len(refused) > 1 else ""
+                out.append(f"{topic}: {refused[0][:160]}{more}")
         return out
 
     def refresh_error(self) -> None:

@@ -269,3 +269,16 @@ def test_sample_rmf_config_loads() -> None:
     assert [t.type for t in options.topics] == [FLEET_TYPE, "rmf_door_msgs/msg/DoorState",
                                                "rmf_lift_msgs/msg/LiftState"]
     assert options.transport == "cyclonedds" and options.max_robots == 64
+
+
+def test_refused_robot_degrades_the_device_error(ctx: DriverContext) -> None:
+    """A refused robot is listed in the device error (so /health says degraded)."""
+    pipelines: dict[str, Any] = {}
+    router = TopicRouter(ctx, Ros2Options(patterns=["/fleet_states"]), _Transport(),
+                         HealthStream(ctx), pipelines)
+    router.publication(Publication("/fleet_states", FLEET_TYPE, FLEET_TYPE, "k", "p"))
+    router.samples("/fleet_states", RawBatch([fleet(robot("tug 1", 0), robot("tug2", 0))], T0))
+    router.watch.refresh_error()
+    error = ctx.state.last_error or ""
+    assert error.startswith("/fleet_states: robot 'tug/tug 1' refused")
+    assert snapshot(ctx, "fleet_states.tug.tug2").values.shape[0] == 1
