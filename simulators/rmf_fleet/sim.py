@@ -84,11 +84,12 @@ class RmfSimulator:
             self._entities[:0] = [writer, dds_topic]
         return self
 
-    def wait_for_subscribers(self, timeout_s: float = 10.0, count: int = 1) -> bool:
-        """Wait until every topic has ``count`` matched readers; False on timeout."""
+    def wait_for_subscribers(self, timeout_s: float = 10.0, count: int = 1,
+                             topics: list[str] | None = None) -> bool:
+        """Wait until every (given) topic has ``count`` matched readers; False on timeout."""
+        writers = [self._writers[t] for t in (topics or list(self._writers))]
         return dds.wait_until(lambda: all(
-            len(w.get_matched_subscriptions()) >= count for w in self._writers.values()),
-            timeout_s)
+            len(w.get_matched_subscriptions()) >= count for w in writers), timeout_s)
 
     def start(self) -> None:
         """Publish from now on in a thread of its own."""
