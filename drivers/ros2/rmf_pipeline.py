@@ -223,7 +223,8 @@ class RmfPipeline(TopicPipeline):
             return 0
         stamp = self._time(robot.location.sec, robot.location.nanosec, rx,
                            f"robot {entity.name}")
-        if stamp is None:
+        if stamp is None:  # dropped (counted), but its seq was received: no hole here
+            self._sequence(entity, robot, rx, rx)
             return 0
         ts, quality = stamp
         if not self._sequence(entity, robot, ts, rx):

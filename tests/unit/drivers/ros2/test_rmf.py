@@ -154,6 +154,9 @@ def test_one_robots_bad_stamp_drops_that_robot_only(ctx: DriverContext) -> None:
     assert p.ingest([fleet(bad, robot("tug2", 0))], T0) == 1
     assert ctx.metrics.malformed.labels("robot-1", "bad_stamp")._value.get() == 1
     assert p.received == 1 and p.quarantined == 0
+    p.ingest([fleet(robot("tug1", 1, k=1))], T0)  # its seq was received: not a source gap
+    assert snapshot(ctx, "fleet_states.tug.tug1").values.shape[0] == 1
+    assert snapshot(ctx, "fleet_states.tug.tug1.source_gap") is None
 
 
 def test_unset_stamp_uses_receive_time_uncertain(ctx: DriverContext) -> None:
