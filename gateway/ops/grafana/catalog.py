@@ -98,6 +98,7 @@ class FleetSource:
     estop: str = "estop"  # state field the e-stop alert tests with estop_when
     estop_when: str = "> 0"
     session: str = "medgw's session to the fleet broker"
+    quarantine_metric: str | None = "medgw_source_quarantined_total"  # malformed, per vehicle
     missing: str = "missing"  # field of the gap measurement: messages lost
     event_fields: tuple[str, ...] = ("code", "active", "value")  # shown with "text"
     event_suffix: str = ".events"
@@ -191,7 +192,7 @@ def rmf_source(devices: tuple[str, ...]) -> FleetSource:
         connection_code=None, error_code=None, battery="battery", mode="mode", errors=None,
         fatal="mode", fatal_when=f"== {modes['ADAPTER_ERROR']:g}", fatal_name="ADAPTER_ERROR",
         estop="mode", estop_when=f"== {modes['EMERGENCY']:g}", session="medgw's DDS session",
-        event_fields=("code", "mode", "previous"))
+        event_fields=("code", "mode", "previous"), quarantine_metric=None)
 
 
 def reads_rmf_fleet(options: Ros2Options) -> bool:

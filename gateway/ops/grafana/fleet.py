@@ -87,11 +87,16 @@ def _coded_panels(f: FleetSource) -> list[PanelDesc]:
     return out
 
 
+def _prom_devices(f: FleetSource) -> str:
+    """PromQL matchers: the chosen fleets, and only this source's devices."""
+    return 'device=~"$fleet",device=~"' + "|".join(f.devices) + '"'
+
+
 def _event_panels(f: FleetSource) -> list[PanelDesc]:
     events, gaps = _where(f.event_suffix), _where(f.gap_suffix)
-    return [
+    panels = [
         PanelDesc(f"{f.title}: {f.session}", "state-timeline",
-                  _literal('max by (device) (medgw_device_connected{device=~"$fleet"})'),
+                  _literal(f"max by (device) (medgw_device_connected{{{_prom_devices(f)}}})"),
                   source="prom", thresholds="up"),
         PanelDesc(f"{f.title}: source gaps (messages the vehicle numbered, nobody received)",
                   "timeseries", f'SELECT sum("{f.missing}") FROM "{f.gaps}"' + gaps
@@ -101,15 +106,21 @@ def _event_panels(f: FleetSource) -> list[PanelDesc]:
                   "at the source, not inside medgw (that is medgw_gap)"),
         PanelDesc(f"{f.title}: messages lost at the source per interval (gateway counter)",
                   "timeseries",
-                  _literal('sum by (device, vehicle) (increase(medgw_source_gap_total'
-                           '{device=~"$fleet",device=~"' + "|".join(f.devices) + '"}'
-                           '[$__rate_interval]))'), source="prom"),
+                  _literal("sum by (device, vehicle) (increase(medgw_source_gap_total"
+                           f"{{{_prom_devices(f)}}}[$__rate_interval]))"), source="prom"),
         PanelDesc(f"{f.title}: latest events", "table",
                   "SELECT " + ", ".join(f'"{n}"' for n in (*f.event_fields, "text"))
                   + f' FROM "{f.events}"' + events
                   + ' ORDER BY time DESC LIMIT 200', width=24, fmt="table",
                   mappings=f"{f.key}.events", mapping_field="code"),
     ]
+    if f.quarantine_metric is not None:
+        panels.append(PanelDesc(
+            f"{f.title}: malformed messages quarantined per interval (the other vehicles flow)",
+            "timeseries", _literal(f"sum by (device, vehicle, reason) (increase("
+                                   f"{f.quarantine_metric}{{{_prom_devices(f)}}}"
+                                   "[$__rate_interval]))"), source="prom", width=24))
+    return panels
 
 
 def fleet_dashboard(catalog: Catalog) -> DashboardDesc | None:

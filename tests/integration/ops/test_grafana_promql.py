@@ -51,6 +51,7 @@ SILENT, WRONG, JOINTS = "/medgw_test/absent", "/medgw_test/wrong", "/medgw_test/
 NOT_PROVOKED = ("medgw_samples_dropped_total", "medgw_ring_overrun_samples_total",
                 "medgw_publisher_errors_total")
 NEW_METRICS = ("medgw_driver_running", "medgw_driver_restarts_total",
+               "medgw_source_quarantined_total",
                "medgw_seq_state_resets_total", "medgw_unmatched_publications",
                "medgw_topic_never_delivered", "medgw_middleware_samples_lost_total",
                "medgw_spool_write_errors_total", "medgw_spool_recovery_cut_records_total",
@@ -188,6 +189,7 @@ def _provoke(gateway: Gateway, sim: AgvFleet, peer: DdsPeer) -> None:
     for tick in range(10):
         if tick == 3:  # not the first states: those after ONLINE never count as loss
             sim.drop_states("agv-01", 3)
+            sim.malformed("agv-02", "json")
         sim.tick()
     peer.publish(60, hole_at=40, hole=2)
 
@@ -257,6 +259,8 @@ def _check_values(vm: VictoriaMetricsService) -> None:
 
     assert value('max by (vehicle) (medgw_source_gap_total{device="agv-fleet"})') == {
         "vehicle=agv-01": 3.0}
+    assert value('max by (vehicle, reason) (medgw_source_quarantined_total)') == {
+        "reason=bad_json,vehicle=agv-02": 1.0}
     assert value('max by (vehicle) (medgw_source_gap_total{device="rmf-fleet"})') == {
         f"vehicle=tug/tug{i}": 2.0 for i in (1, 2, 3)}
     assert value('max by (topic) (medgw_topic_never_delivered{device="dds-1"})')[
