@@ -8,6 +8,7 @@ level and task changes, door and lift changes) are the ones the published states
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ def robot_events(snaps: list[fleet.RobotSnap]) -> list[tuple[float, str]]:
     code = {5: 1.0, 8: 2.0}
     first = snaps[0]
     out = [(code.get(first.mode, 0.0), f"{first.name}: mode {MODES[first.mode]} (first state)")]
-    for prev, snap in zip(snaps, snaps[1:], strict=False):
+    for prev, snap in itertools.pairwise(snaps):
         name = snap.name
         if snap.mode != prev.mode:
             out.append((code.get(snap.mode, 0.0),
@@ -49,7 +50,7 @@ def robot_events(snaps: list[fleet.RobotSnap]) -> list[tuple[float, str]]:
 def door_events(modes: list[int], door: str) -> list[str]:
     """The door's event texts implied by its published modes."""
     out = [f"{door}: {DOORS[modes[0]]} (first state)"]
-    out += [f"{door}: {DOORS[a]} -> {DOORS[b]}" for a, b in zip(modes, modes[1:], strict=False)
+    out += [f"{door}: {DOORS[a]} -> {DOORS[b]}" for a, b in itertools.pairwise(modes)
             if a != b]
     return out
 
@@ -86,8 +87,9 @@ def test_rmf_fleet_to_influxdb_exact(mosquitto: MosquittoService,
 
             wait_until(lambda: all(ring_count(f"fleet_states.tug.{r}") == TICKS - len(DROPS)
                                    for r in robots), 30, message="every robot state in a ring")
-            wait_until(lambda: ring_count("lift_states.lift_main") == TICKS // 5, 30,
-                       message="every lift state in its ring")
+            wait_until(lambda: all(ring_count(s) == TICKS // 5 for s in (
+                "lift_states.lift_main", "door_states.lab_door", "door_states.pharmacy_door")),
+                30, message="every door and lift state in its ring")
             chain.stop()
         assert chain.all_acked
         assert chain.acked() == chain.produced()
