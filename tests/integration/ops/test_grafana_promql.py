@@ -120,6 +120,9 @@ class DdsPeer:
 
     def publish(self, count: int, hole_at: int, hole: int) -> None:
         """``count`` JointStates 10 ms apart (in stamp time) with ``hole`` stamps skipped."""
+        # the driver's reader must have matched first, or the hole might go unseen
+        wait_until(lambda: len(self.joints.get_matched_subscriptions()) >= 1, 20,
+                   message="the driver's JointState reader")
         t0 = time.time_ns()
         for i in range(count):
             k = i + (hole if i >= hole_at else 0)
