@@ -245,7 +245,7 @@ class TopicWatch:
 
     def problems(self) -> list[str]:
         """Return the device's current problems, one short text each."""
-        out = [f"{topic} quarantined ({why[:120]})"
+        out = [f"{topic} quarantined ({why[:320]})"  # long enough to name the fix
                for topic, why in sorted(self.router.quarantined.items())]
         for topic, pubs in sorted(self.unmatched.items()):
             out.append(f"{topic}: {len(pubs)} publication(s) unmatched ({pubs[0].describe()})")

@@ -80,3 +80,22 @@ def test_a_refused_robot_name_leaves_the_others_flowing(domain_id: int, ctx: Dri
     assert not any("tug,2" in r.stream.stream for r in ctx.store.rings())
     helpers.wait_for(lambda: "robot 'tug/tug,2' refused" in (ctx.state.last_error or ""), 5,
                      "the refusal in the device error")
+
+
+def test_rclpy_transport_refuses_the_rmf_topic_naming_the_package(
+        domain_id: int, ctx: DriverContext, start_driver: Any, helpers: Any,
+        monkeypatch: Any) -> None:
+    """rmf_fleet_msgs has no Python package: the rclpy transport quarantines that topic
+    alone, and the device error says what to build (or to use transport: cyclonedds)."""
+    import pytest
+
+    pytest.importorskip("rclpy")
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # never off-box
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain_id))
+    start_driver(domain_id=domain_id, transport="rclpy", topics=TOPICS)
+    helpers.wait_for(lambda: "/fleet_states quarantined" in (ctx.state.last_error or ""), 20,
+                     "the refused topic in the device error")
+    error = ctx.state.last_error or ""
+    assert "no type support for rmf_fleet_msgs/msg/FleetState" in error
+    assert "build the ROS package rmf_fleet_msgs" in error and "transport: cyclonedds" in error
+    assert ctx.metrics.malformed.labels(ctx.device, "reader_refused")._value.get() == 1
