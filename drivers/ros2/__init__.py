@@ -13,7 +13,7 @@ from drivers.ros2.mapping import CRTK_STATES, TYPE_TABLE
 from drivers.ros2.options import Ros2Options, TopicOptions
 from drivers.ros2.replay import replay_from_config
 from drivers.ros2.rmf import ROBOT_MODES as RMF_ROBOT_MODES
-from drivers.ros2.rmf_pipeline import ROBOT_EVENTS as RMF_ROBOT_EVENTS
+from drivers.ros2.rmf_streams import ROBOT_EVENTS as RMF_ROBOT_EVENTS
 from drivers.ros2.transport import make_transport
 from gateway.driver import DriverInfo
 from gateway.errors import DeviceError
