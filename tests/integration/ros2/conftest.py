@@ -65,10 +65,22 @@ class DriverRunner:
             raise self.error
 
 
+_USED_DOMAINS: set[int] = set()
+
+
 @pytest.fixture
 def domain_id() -> int:
-    """Return a random DDS domain id for this test."""
-    return dds.pick_domain_id()
+    """Return a random DDS domain id not used before in this process.
+
+    Cyclone configures a domain once per process: a test reusing another's domain would get
+    that test's network settings (e.g. the Fast DDS compatibility it turns off).
+    """
+    for _ in range(1000):
+        domain = dds.pick_domain_id()
+        if domain not in _USED_DOMAINS:
+            break
+    _USED_DOMAINS.add(domain)
+    return domain
 
 
 @pytest.fixture
