@@ -22,7 +22,8 @@ DRIVER = DriverInfo(
     name="ros2",
     options_model=Ros2Options,
     create=Ros2Driver,
-    description="ROS 2 topics (JointState, poses, twists, wrenches, CRTK state) over DDS",
+    description="ROS 2 topics (JointState, poses, twists, wrenches, CRTK state, Open-RMF "
+                "fleet, door and lift states) over DDS",
 )
 
 __all__ = ["CRTK_STATES", "DRIVER", "RMF_ROBOT_EVENTS", "RMF_ROBOT_MODES", "TYPE_TABLE",
