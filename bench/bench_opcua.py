@@ -192,7 +192,8 @@ async def raw_phase(sim: Sim, run_s: float) -> Phase:
             await asyncio.wait_for(client.disconnect(), 5)
 
 
-async def driver_phase(sim: Sim, run_s: float, label: str = "medgw driver -> ring") -> Phase:
+async def driver_phase(sim: Sim, run_s: float, label: str = "medgw driver -> ring",
+                       fast_decode: bool = True) -> Phase:
     """Run the OPC UA driver on the same simulator and count changes it processed."""
     log = logging.getLogger("bench.opcua")
     ctx = DriverContext("bench", "fleet", RingStore(), GatewayMetrics(), log,
@@ -201,7 +202,7 @@ async def driver_phase(sim: Sim, run_s: float, label: str = "medgw driver -> rin
                            browse=({"pattern": "Fleet/*/*"},),  # type: ignore[arg-type]
                            publishing_interval_ms=PUBLISH_MS, sampling_interval_ms=0,
                            queue_size=QUEUE_SIZE, rediscover_interval_s=0,
-                           request_timeout_s=30)
+                           request_timeout_s=30, fast_decode=fast_decode)
     driver = OpcUaDriver(ctx, options)
     task = asyncio.create_task(driver.run())
     try:
@@ -227,9 +228,10 @@ async def throughput(carriers: int, rate_hz: float, run_s: float) -> None:
     async with simulator(carriers, rate_hz) as sim:
         raw = await raw_phase(sim, run_s)
         drv = await driver_phase(sim, run_s)
+        slow = await driver_phase(sim, run_s, "medgw driver, asyncua decode", False)
     rows = [["client", "items", "sim ticks/s", "written", "received", "lost", "changes/s",
              "CPU us/change"]]
-    for p in (raw, drv):
+    for p in (raw, drv, slow):
         rows.append([p.label, str(p.items), f"{p.ticks / p.seconds:.1f}", str(p.expected),
                      str(p.received), str(p.lost), f"{p.rate:,.0f}",
                      f"{p.cpu_us_per_change:.1f}"])
@@ -239,6 +241,8 @@ async def throughput(carriers: int, rate_hz: float, run_s: float) -> None:
     print(f"driver/raw: changes/s ratio {drv.rate / raw.rate:.2f},"
           f" CPU per change ratio {drv.cpu_us_per_change / raw.cpu_us_per_change:.2f}"
           " (< 1 means the driver is cheaper than the raw handler)")
+    print(f"fast decode (fast_decode: true, the default) / asyncua decode: CPU per change"
+          f" {drv.cpu_us_per_change / slow.cpu_us_per_change:.2f}")
 
 
 async def capacity(sizes: list[int], run_s: float, budget_s: float) -> None:
@@ -268,6 +272,37 @@ async def capacity(sizes: list[int], run_s: float, budget_s: float) -> None:
     print(f"largest monitored-item count sustained at 10 Hz without loss: {best}")
 
 
+def decode_cost(items: int = 250, repeat: int = 200) -> None:
+    """Phase 0: CPU per item of decoding one PublishResponse, asyncua vs fastpublish."""
+    from datetime import datetime, timezone
+
+    from asyncua.common.utils import Buffer
+    from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
+
+    from drivers.opcua.fastpublish import decode
+
+    now = datetime.now(timezone.utc)
+    changes = [ua.MonitoredItemNotification(ClientHandle=i, Value=ua.DataValue(
+        ua.Variant(i * 0.5, ua.VariantType.Double), SourceTimestamp=now,
+        ServerTimestamp=now)) for i in range(items)]
+    resp = ua.PublishResponse()
+    resp.Parameters = ua.PublishResult(SubscriptionId=1, NotificationMessage=ua.NotificationMessage(
+        SequenceNumber=1, PublishTime=now,
+        NotificationData=[ua.DataChangeNotification(MonitoredItems=changes)]))
+    raw = bytes(struct_to_binary(resp))
+    cost = {}
+    for name, fn in (("asyncua", lambda: struct_from_binary(ua.PublishResponse, Buffer(raw))),
+                     ("fastpublish", lambda: decode(raw))):
+        fn()
+        t0 = time.process_time()
+        for _ in range(repeat):
+            fn()
+        cost[name] = 1e6 * (time.process_time() - t0) / repeat / items
+    print(f"\nDecode of one PublishResponse ({items} Double changes, {len(raw):,} bytes):"
+          f" asyncua {cost['asyncua']:.2f} us/item, fastpublish {cost['fastpublish']:.2f}"
+          f" us/item, ratio {cost['fastpublish'] / cost['asyncua']:.2f}")
+
+
 def main() -> None:
     """Parse arguments and run both phases."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -276,6 +311,7 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)
     t0 = time.monotonic()
+    decode_cost()
     if args.quick:
         asyncio.run(throughput(carriers=10, rate_hz=50.0, run_s=4.0))
         asyncio.run(capacity([20, 60, 120], run_s=5.0, budget_s=40.0))

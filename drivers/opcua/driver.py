@@ -21,6 +21,7 @@ import time
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 
+from drivers.opcua import fastpublish
 from drivers.opcua.discovery import Discovery, discover
 from drivers.opcua.handler import PublishHandler
 from drivers.opcua.options import OpcUaOptions
@@ -121,6 +122,8 @@ class OpcUaDriver:
         self._lost_reason = None
         notes: list[str] = []
         self.client = await open_client(self.options, notes)
+        if self.options.fast_decode:
+            fastpublish.install(self.client)
         for note in notes:  # the session is up, but something could not be checked
             self.table.warn_once(f"note:{note}", note)
         self.client.connection_lost_callback = self._connection_lost

@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 from asyncua import ua
 
+from drivers.opcua.fastpublish import FastDataChange
 from drivers.opcua.mapping import Row, RowAssembler, datetime_to_ns, quality_of, to_float
 from drivers.opcua.options import OpcUaOptions
 from drivers.opcua.streams import Binding, CarrierStream, DriverStats, StreamTable
@@ -61,7 +62,9 @@ class PublishHandler:
         try:
             assemblers: Assemblers = {}
             for notification in data:
-                if isinstance(notification, ua.DataChangeNotification):
+                if isinstance(notification, FastDataChange):
+                    self.fast_changes(notification, rx, assemblers)
+                elif isinstance(notification, ua.DataChangeNotification):
                     self.changes(notification.MonitoredItems, rx, assemblers)
                 elif isinstance(notification, ua.StatusChangeNotification):
                     self.status_change(notification.Status)
@@ -81,6 +84,32 @@ class PublishHandler:
             self.stats.changes += 1
             self._change(binding, item.Value, rx, assemblers)
 
+    def fast_changes(self, note: FastDataChange, rx: int, assemblers: Assemblers) -> None:
+        """``changes`` for a notification decoded by fastpublish (flat lists, no objects)."""
+        bindings = self.table.bindings
+        source_first = self.options.timestamp_source == "source"
+        for handle, status, raw, source, server in zip(
+                note.handles, note.statuses, note.values, note.source_ns, note.server_ns,
+                strict=True):
+            binding = bindings.get(handle)
+            if binding is None or binding.dead:
+                continue
+            self.stats.changes += 1
+            first, second = (source, server) if source_first else (server, source)
+            ts = first if first is not None else second if second is not None else rx
+            stream = binding.stream
+            entry = assemblers.get(stream.name)
+            if entry is None:
+                entry = assemblers[stream.name] = (stream,
+                                                   RowAssembler(stream.ring.stream.width))
+            if status & 0xC000_0000:  # not Good: the general path (Bad, Uncertain)
+                self._store(binding, entry[1], quality_of(status), status, raw, ts)
+                continue
+            if raw.__class__ is float and raw - raw == 0.0:  # finite float: the common case
+                entry[1].add(ts, Quality.GOOD, binding.column, raw)
+            else:
+                self._store(binding, entry[1], Quality.GOOD, status, raw, ts)
+
     def _change(self, binding: Binding, dv: ua.DataValue, rx: int,
                 assemblers: Assemblers) -> None:
         code = dv.StatusCode
@@ -90,22 +119,26 @@ class PublishHandler:
         entry = assemblers.get(stream.name)
         if entry is None:
             entry = assemblers[stream.name] = (stream, RowAssembler(stream.ring.stream.width))
-        ts = self.timestamp(dv, rx)
+        variant = dv.Value
+        raw = variant.Value if isinstance(variant, ua.Variant) else None
+        self._store(binding, entry[1], quality, status, raw, self.timestamp(dv, rx))
+
+    def _store(self, binding: Binding, asm: RowAssembler, quality: Quality, status: int,
+               raw: object, ts: int) -> None:
+        """Add one change to its row: Bad with its status, else the value as a float."""
         if quality is Quality.BAD:
-            entry[1].add(ts, quality, binding.column, math.nan, status,
-                         ua.StatusCode(ua.UInt32(status)).name)
+            asm.add(ts, quality, binding.column, math.nan, status,
+                    ua.StatusCode(ua.UInt32(status)).name)
             if status == ua.StatusCodes.BadNodeIdUnknown:
                 binding.dead = True
                 self.rediscover_soon()
             return
-        variant = dv.Value
-        raw = variant.Value if isinstance(variant, ua.Variant) else None
         value = to_float(raw)
         if isinstance(value, str):
             self.stats.quarantined += 1
             self.ctx.quarantine(value, f"{binding.variable.path} = {raw!r}"[:200])
             return
-        entry[1].add(ts, quality, binding.column, value)
+        asm.add(ts, quality, binding.column, value)
 
     def timestamp(self, dv: ua.DataValue, rx: int) -> int:
         """Return the configured timestamp of a value, else the other one, else receive time."""

@@ -262,6 +262,11 @@ class EventDetector:
         self.known: dict[str, float] = {}
         self.active: dict[EventCode, float] = {}
         self.bad: set[str] = set()
+        # columns the conditions read: a row that changes none of them cannot raise or
+        # clear a condition (each evaluation leaves ``active`` matching its inputs)
+        watched = {rule.temperature_field, rule.door_field, rule.mission_field,
+                   rule.alarm_field}
+        self._watched = tuple(i for i, name in enumerate(self.fields) if name in watched)
 
     def update(self, row: Row) -> list[CarrierEvent]:
         """Apply a row and return the events it triggers, in a fixed order."""
@@ -275,16 +280,15 @@ class EventDetector:
                                            f"{name}: {status_name or 'Bad'}"))
         if row.quality is Quality.BAD:
             return events
-        changed = set()
-        for name, value in zip(self.fields, row.values, strict=True):
-            if not math.isnan(value):
-                self.known[name] = value
-                changed.add(name)
-                if name in self.bad:
-                    self.bad.discard(name)
+        known, bad, values = self.known, self.bad, row.values
+        for name, value in zip(self.fields, values, strict=True):
+            if value == value:  # not NaN: reported in this row
+                known[name] = value
+                if bad and name in bad:
+                    bad.discard(name)
                     events.append(CarrierEvent(EventCode.SIGNAL_BAD, False, 0.0,
                                                f"{name}: good again"))
-        if changed:
+        if any(values[i] == values[i] for i in self._watched):
             events.extend(self._conditions())
         return events
 

@@ -143,6 +143,9 @@ class OpcUaOptions(_Strict):
     request_timeout_s: float = Field(default=4.0, gt=0, le=300)
     reconnect_initial_s: float = Field(default=0.5, gt=0, le=60)
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+    fast_decode: bool = Field(default=True, description="decode publish responses of scalar"
+                              " data changes with drivers/opcua/fastpublish.py (anything else"
+                              " goes to asyncua's decoder); false: asyncua's decoder always")
 
     @field_validator("certificate", "private_key", "server_certificate", mode="after")
     @classmethod
