@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from drivers.ros2 import msgs
@@ -285,3 +288,23 @@ def test_refused_robot_degrades_the_device_error(ctx: DriverContext) -> None:
     error = ctx.state.last_error or ""
     assert error.startswith("/fleet_states: robot 'tug/tug 1' refused")
     assert snapshot(ctx, "fleet_states.tug.tug2").values.shape[0] == 1
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(steps=st.lists(st.integers(1, 6), min_size=1, max_size=40),
+       seq0=st.integers(0, 2**40))
+def test_property_every_hole_is_one_exact_source_gap(steps: list[int], seq0: int) -> None:
+    """Increasing seq numbers with holes anywhere: each hole is one gap point, exactly."""
+    ctx = DriverContext("s", "d", RingStore(4096), GatewayMetrics(), logging.getLogger("t"),
+                        ring_capacity=4096)
+    p = rmf_pipeline(ctx)
+    seqs = [seq0]
+    for step in steps:
+        seqs.append(seqs[-1] + step)
+    p.ingest([fleet(robot("tug1", s, k=k)) for k, s in enumerate(seqs)], T0)
+    holes = [(a + 1, b - 1, b - a - 1) for a, b in itertools.pairwise(seqs) if b - a > 1]
+    gaps = ctx.store.ring("s/d/fleet_states.tug.tug1.source_gap").snapshot()
+    got = [] if gaps is None else [tuple(int(v) for v in row) for row in gaps.values]
+    assert got == holes
+    assert snapshot(ctx, "fleet_states.tug.tug1").values.shape[0] == len(seqs)
+    assert p.stats.missing == sum(h[2] for h in holes) and p.stats.resets == 0
