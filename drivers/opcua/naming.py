@@ -8,8 +8,9 @@ name is an MQTT topic level and a field name an InfluxDB field key. The rules:
 * A name that had to be changed (characters dropped or replaced, nothing left, a name the
   ingest reserves) gets a suffix: the first 6 hex digits of the SHA-256 of the original
   browse name. ``carrier 1`` -> ``carrier_1-8a1f3c``, an emoji -> ``unnamed-4be0a2``,
-  field ``Quality`` -> ``var_quality``. The suffix depends on that name only, so it is
-  the same on every run, after every server restart and whatever else the server holds.
+  field ``Quality`` -> ``quality_`` (gateway.model.map_field_name, as in every driver).
+  The suffix depends on that name only, so it is the same on every run, after every
+  server restart and whatever else the server holds.
 * Names that still collide (the same browse name in two folders, ``PayloadTemperature``
   and ``payload_temperature`` in one carrier) are ordered by their browse path; the first
   keeps the name, every other gets the hash of its whole browse path as suffix.
@@ -26,7 +27,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from drivers.opcua.mapping import snake_case, topic_safe
-from gateway.model import RESERVED_FIELDS, RESERVED_STREAMS  # the one rule (validate_stream)
+from gateway.model import (  # the one rule (validate_stream)
+    RESERVED_FIELDS,
+    RESERVED_STREAMS,
+    map_field_name,
+)
 
 __all__ = ["RESERVED_FIELDS", "RESERVED_STREAMS", "Renamed", "disambiguate", "field_name",
            "field_suffix", "short_hash", "stream_name", "stream_suffix"]
@@ -69,7 +74,7 @@ def field_name(browse_name: str) -> tuple[str, str | None]:
     """Map a variable's browse name to a field name; the reason when it had to change."""
     base = snake_case(browse_name)
     if base in RESERVED_FIELDS:
-        return f"var_{base}", "reserved field name"
+        return map_field_name(base), "reserved field name"
     emptied = base == "value" and browse_name.strip("_").lower() != "value"
     if _EXACT_FIELD.fullmatch(browse_name) and not emptied and len(base) <= _MAX_NAME:
         return base, None

@@ -78,7 +78,7 @@ class NodeSpec(_Strict):
     def _field(cls, value: str) -> str:
         if value in RESERVED_FIELDS:
             raise ValueError(f"field {value!r} is a column of every stored point: call it"
-                             f" e.g. var_{value}")
+                             f" e.g. {value}_")
         return value
 
 

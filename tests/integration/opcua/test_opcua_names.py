@@ -65,7 +65,7 @@ async def test_every_object_is_its_own_stream_with_stable_names(
             for obj, stream in first.items():
                 batch = gw.batch(stream)
                 assert batch is not None
-                assert batch.stream.fields == ("battery", "var_quality", "var_seq",
+                assert batch.stream.fields == ("battery", "quality_", "seq_",
                                                "payload_temperature")
                 assert batch.values[0][0] == VARIABLES["Battery"] + OBJECTS.index(obj)
     assert len(set(first.values())) == len(OBJECTS)

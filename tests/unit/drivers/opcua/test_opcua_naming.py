@@ -74,8 +74,8 @@ def test_reserved_and_colliding_field_names_are_mapped() -> None:
     candidates, notes = name_hits(hits(["carrier-01"], variables))
     fields = {c.path.rsplit("/", 1)[1]: c.field for c in candidates}
     assert len(set(fields.values())) == len(variables)
-    assert fields["Quality"] == "var_quality" and fields["Seq"] == "var_seq"
-    assert fields["Time"] == "var_time" and fields["Battery"] == "battery"
+    assert fields["Quality"] == "quality_" and fields["Seq"] == "seq_"
+    assert fields["Time"] == "time_" and fields["Battery"] == "battery"
     # the first by browse path keeps the name, the others get the hash of their path
     assert fields["Payload Temperature"] == "payload_temperature"
     assert fields["PayloadTemperature"] == (
@@ -87,11 +87,11 @@ def test_reserved_and_colliding_field_names_are_mapped() -> None:
 
 
 def test_field_filters_apply_to_the_mapped_names() -> None:
-    spec = BrowseSpec(pattern="Fleet/*/*", fields=("var_quality", "battery"))
+    spec = BrowseSpec(pattern="Fleet/*/*", fields=("quality_", "battery"))
     found = [Hit(ua.NodeId(i, 2), ("Fleet", "c", v), spec)
              for i, v in enumerate(("Quality", "Battery", "Speed"))]
     candidates, _ = name_hits(found)
-    assert sorted(c.field for c in candidates) == ["battery", "var_quality"]
+    assert sorted(c.field for c in candidates) == ["battery", "quality_"]
 
 
 def test_a_node_matched_by_two_patterns_is_one_variable() -> None:

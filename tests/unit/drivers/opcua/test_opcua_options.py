@@ -102,7 +102,7 @@ def test_unknown_policies_are_refused(policy: str) -> None:
     ({"private_key_password": "inline", "security_policy": "None"},
      "secrets are never written in the config"),
     ({"password": {"env": "A", "file": "/b"}, "username": "u"}, "exactly one of"),
-    ({"nodes": [{"node_id": "ns=2;s=x", "stream": "s", "field": "quality"}]}, "var_quality"),
+    ({"nodes": [{"node_id": "ns=2;s=x", "stream": "s", "field": "quality"}]}, "e.g. quality_"),
     ({"nodes": [{"node_id": "ns=2;s=x", "stream": "status", "field": "f"}]}, "reserved"),
     ({"nodes": [{"node_id": "ns=2;s=x", "stream": "c.events", "field": "f"}]}, "reserved"),
     ({"browse": []}, "at least one 'browse' pattern"),
