@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -45,9 +44,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import requests  # noqa: E402
-import yaml  # noqa: E402
-from bench_floor import (  # noqa: E402
+import requests
+import yaml
+from bench_floor import (
     BIN,
     DATABASE,
     ROOT,
@@ -56,12 +55,12 @@ from bench_floor import (  # noqa: E402
     Servers,
     cpu_seconds,
     load_average,
-    memory_kb,
     percentiles,
+    start_pyspy,
 )
+from peers import nodered_flow
 
-from gateway.ops.services import free_port  # noqa: E402
-from peers import nodered_flow  # noqa: E402
+from gateway.ops.services import free_port
 
 RESULTS = ROOT / "bench" / "results"
 NR_DATABASE = "nodered_bench"
@@ -191,8 +190,11 @@ class PeerResult:
 class PeerRun:
     """Simulator, medgw (gateway + ingest) and Node-RED against one influxd."""
 
-    def __init__(self, servers: Servers, work: Path, carriers: int) -> None:
+    def __init__(self, servers: Servers, work: Path, carriers: int,
+                 pyspy: bool = False, overrides: tuple[str, ...] = ()) -> None:
         self.servers = servers
+        self.overrides = overrides
+        self.pyspy = pyspy
         self.work = work
         self.carriers = carriers
         self.opcua_port = free_port()
@@ -238,6 +240,10 @@ class PeerRun:
         spec = FloorSpec(carriers=self.carriers)
         config = spec.config(self.servers.broker.port, self.url, self.health_port,
                              self.opcua_port, self.work / "spool")
+        for item in self.overrides:  # --medgw-set section.key=value
+            dotted, _, text = item.partition("=")
+            section, _, key = dotted.partition(".")
+            config.setdefault(section, {})[key] = yaml.safe_load(text)
         path = self.work / "gateway.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         ingest = self._start("ingest", [str(BIN / "medgw"), "ingest", "-c", str(path)])
@@ -273,6 +279,9 @@ class PeerRun:
         self.children["carrier-sim"].send("start")
         time.sleep(1.0)  # before: the newest stored values are the paused fleet's
         fresh = Freshness(self.url).start()
+        if self.pyspy:
+            start_pyspy(self.children["gateway"].pid, self.work / "pyspy-gateway.txt",
+                        seconds - 2.0)
         time.sleep(seconds - 1.0)
         r.freshness_ms = fresh.stop()
         r.writes = self._sim_stop()
@@ -382,7 +391,7 @@ def report(r: PeerResult, command: str) -> dict[str, Any]:
                      _s(s["resumed_after_s"]["nodered"]), ""))
         rows.append((f"  values missing of {s['writes_after_restart']:,} after it",
                      f"{s['missing']['medgw']:,}", f"{s['missing']['nodered']:,}", ""))
-    print(f"\n| | medgw | Node-RED | medgw / Node-RED |\n|---|---:|---:|---:|")
+    print("\n| | medgw | Node-RED | medgw / Node-RED |\n|---|---:|---:|---:|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     return {"command": command, "cpu_ms_per_1000": per_k, "medgw_cpu_ms_per_1000": medgw,
@@ -401,6 +410,10 @@ def main() -> None:
     parser.add_argument("--carriers", type=int, default=50)
     parser.add_argument("--no-faults", action="store_true", help="skip outage and restart")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--medgw-set", action="append", default=[], metavar="SECTION.KEY=V",
+                        help="override one key of medgw's config (e.g. influxdb.flush_ms=100)")
+    parser.add_argument("--pyspy", action="store_true",
+                        help="py-spy the gateway over the steady window (WORKDIR/run)")
     parser.add_argument("--out", type=Path, default=RESULTS / "peers.json")
     args = parser.parse_args()
     seconds = args.seconds or (30.0 if args.quick else 120.0)
@@ -409,7 +422,8 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="medgw-peers-"))
     print(f"work dir (logs, data): {work}; load {load_average()}", flush=True)
     with Servers(work) as servers:
-        run = PeerRun(servers, work / "run", args.carriers)
+        run = PeerRun(servers, work / "run", args.carriers, args.pyspy,
+                      tuple(args.medgw_set))
         try:
             run.setup()
             run.steady(seconds)

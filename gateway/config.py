@@ -148,6 +148,10 @@ class PublisherConfig(Strict):
 
     max_batch_samples: int = Field(default=1000, ge=1, le=1_000_000)
     max_latency_ms: float = Field(default=250.0, gt=0, le=60_000)
+    flush_when_idle: bool = Field(default=False, description="also send a stream's pending "
+                                  "samples at the first scan that finds nothing appended since "
+                                  "the previous one (lower latency, one message per source "
+                                  "burst: more messages and CPU, see BENCHMARKS.md Peers)")
     ring_capacity: int = Field(default=16384, ge=16, le=100_000_000, description="largest "
                                "ring of a sampled stream, in samples, and the size of one whose "
                                "rate is unknown (16 s at 1 kHz); the spool, not the ring, "

@@ -2,9 +2,10 @@
 
 Batching: a stream is taken from its ring when it has ``max_batch_samples`` pending, when
 its oldest pending sample waited ``min(max_latency_ms, spool.flush_interval_ms)``, or at
-once for event streams (priority lane). Every batch is written to the disk spool first
-(gateway/edge/spool) and published from there in order; it leaves the spool when an ingest
-worker confirmed that InfluxDB holds it (a small QoS 1 message on
+once for event streams (priority lane); with ``publisher.flush_when_idle`` also at the first
+scan (<= 50 ms apart) that finds nothing appended since the previous one. Every batch is
+written to the disk spool first (gateway/edge/spool) and published from there in order;
+it leaves the spool when an ingest worker confirmed that InfluxDB holds it (a small QoS 1 message on
 ``{prefix}_ctl/commit/{site}/{gateway}``, end to end); a record the broker acknowledged but
 no worker confirmed within ``spool.confirm_timeout_s`` is sent again, so a message lost
 inside the broker (SIGKILL) or with a dead ingest worker is delivered after all. With

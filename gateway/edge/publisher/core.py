@@ -260,8 +260,18 @@ class MqttPublisher:
             return False
         if force or ring.stream.is_event or pending >= self.config.publisher.max_batch_samples:
             return True
-        waited = self._clock() - self._counters(ring.stream.key).last_flush
-        return waited * 1000.0 >= self._latency_ms
+        counters = self._counters(ring.stream.key)
+        if (self._clock() - counters.last_flush) * 1000.0 >= self._latency_ms:
+            return True
+        if not self.config.publisher.flush_when_idle:
+            return False
+        # idle: nothing was appended since the previous scan, so the source's burst is
+        # over and waiting longer adds latency without making the batch larger; a stream
+        # that keeps growing (busy) is batched by the rules above
+        write = ring.write_seq
+        idle = write == counters.seen_write
+        counters.seen_write = write
+        return idle
 
     def _counters(self, key: str) -> StreamCounters:
         counters = self.counters.get(key)

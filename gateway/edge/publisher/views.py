@@ -19,6 +19,7 @@ class StreamCounters:
     lost: int = 0
     messages: int = 0
     last_flush: float = field(default_factory=time.monotonic)
+    seen_write: int = -1  # the ring's write position at the previous scan (flush_when_idle)
 
 
 @dataclass(frozen=True)

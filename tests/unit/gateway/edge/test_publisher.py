@@ -129,7 +129,8 @@ def make(tmp_path: Path, clock: Clock, store: RingStore | None = None,
     loaded = parse_config({
         "site": "site", "gateway": "gw",
         "mqtt": {"max_inflight": overrides.pop("max_inflight", 100)},
-        "publisher": {"max_batch_samples": 10, "max_latency_ms": 100},
+        "publisher": {"max_batch_samples": 10, "max_latency_ms": 100,
+                      **overrides.pop("publisher", {})},
         "spool": spool,
     })
     store = store or RingStore(4096)
@@ -460,3 +461,37 @@ def test_paho_transport_keeps_a_failing_callback_out_of_the_network_loop() -> No
     message.payload = b"x"
     transport.client.on_message(transport.client, None, message)  # type: ignore[misc]
     assert [(name, str(err)) for name, err in errors] == [("on_message", "cannot handle a/b")]
+
+
+def test_with_flush_when_idle_a_stream_is_sent_once_nothing_more_arrives(
+        tmp_path: Path, clock: Clock) -> None:
+    publisher, transport, ring = make(tmp_path, clock, publisher={"flush_when_idle": True})
+    transport.connect()
+    try:
+        append(ring, 3)
+        assert publisher.flush(force=False) == 0  # it grew since the last scan: more may come
+        clock.now += 0.01
+        append(ring, 2)
+        assert publisher.flush(force=False) == 0  # still growing: batching
+        clock.now += 0.01
+        assert publisher.flush(force=False) == 5  # nothing new since the last scan: sent now
+        for _ in range(12):  # a stream that grows at every scan waits for a full batch
+            clock.now += 0.01
+            append(ring, 1)
+            publisher.flush(force=False)
+        assert [doc["n"] for _, doc in transport.data()] == [5, 10]  # max_batch_samples 10
+    finally:
+        publisher.stop(drain_timeout=0)
+
+
+def test_by_default_a_stream_waits_for_max_latency_even_when_idle(started: Any,
+                                                                 clock: Clock) -> None:
+    publisher, transport, ring = started
+    append(ring, 3)
+    assert publisher.flush(force=False) == 0  # the stream's clock starts at its first scan
+    for _ in range(3):
+        clock.now += 0.03
+        assert publisher.flush(force=False) == 0  # 90 ms < max_latency_ms 100
+    clock.now += 0.02
+    assert publisher.flush(force=False) == 3
+    assert [doc["n"] for _, doc in transport.data()] == [3]
