@@ -19,7 +19,7 @@ Printed per side:
   port and data dir) and after an OPC UA server restart (simulator process stopped and
   started again on the same port): how long until values flow again, and what is lost.
 
-    .venv/bin/python bench/bench_peers.py            # ~5 min
+    .venv/bin/python bench/bench_peers.py            # ~4.5 min
     .venv/bin/python bench/bench_peers.py --quick    # ~2.5 min (shorter steady window)
 
 The ROS 2 peer (a plain rclpy node writing line protocol) is bench/bench_rclpy.py's
