@@ -83,9 +83,8 @@ class Spool:
         self.report = found.problems  # what recovery cut or skipped, one line each
         self.cut_records = found.cut_records
         self._next_id = found.next_id
-        for r in found.records:
-            self._index.add(SpoolRecord(r.record_id, r.segment, r.offset, r.size, r.key,
-                                        r.topic, r.first_seq, r.n, replay=True))
+        for record in found.records:
+            self._index.add(record)
         for segment in found.segments:
             self._files.adopt(segment)
         for segment in found.unneeded:

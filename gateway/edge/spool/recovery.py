@@ -14,30 +14,17 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.edge.spool.index import SpoolRecord
 from gateway.edge.spool.records import list_segments, read_state, scan, segment_name
 
 log = logging.getLogger("medgw.spool")
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """One intact record still to deliver."""
-
-    record_id: int
-    segment: int
-    offset: int
-    size: int
-    key: str
-    topic: str
-    first_seq: int
-    n: int
 
 
 @dataclass
 class Recovered:
     """What recovery found in a spool directory."""
 
-    records: list[Found] = field(default_factory=list)
+    records: list[SpoolRecord] = field(default_factory=list)  # intact, still to deliver
     segments: list[int] = field(default_factory=list)  # holding records still needed
     unneeded: list[int] = field(default_factory=list)  # to delete
     next_id: int = 0
@@ -80,8 +67,8 @@ def recover(directory: Path) -> Recovered:
     out.next_id = max(out.next_id, start)
     for segment, records in scanned:
         kept = [r for r in records if r.record_id >= start]
-        out.records.extend(Found(r.record_id, segment, r.offset, r.size, r.key, r.topic,
-                                 r.first_seq, r.n) for r in kept)
+        out.records.extend(SpoolRecord(r.record_id, segment, r.offset, r.size, r.key, r.topic,
+                                       r.first_seq, r.n, replay=True) for r in kept)
         (out.segments if kept else out.unneeded).append(segment)
     if out.records:
         log.info("spool %s: %d records (%d samples) to replay", directory, len(out.records),
