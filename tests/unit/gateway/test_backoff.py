@@ -1,15 +1,13 @@
-"""The shared backoff and atomic write."""
+"""The one backoff: jitter, cap, Retry-After, a stoppable wait."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from pathlib import Path
 
 import pytest
 
 from gateway.backoff import Backoff
-from gateway.files import atomic_write
 
 
 def test_backoff_doubles_with_jitter_and_caps() -> None:
@@ -41,11 +39,3 @@ def test_backoff_wait_returns_early_when_stopped() -> None:
         return await Backoff(30.0, 60.0).wait(stop)
 
     assert asyncio.run(scenario()) is True
-
-
-def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
-    target = tmp_path / "sub" / "state.json"
-    atomic_write(target, b"one")
-    atomic_write(target, b"two")
-    assert target.read_bytes() == b"two"
-    assert sorted(p.name for p in target.parent.iterdir()) == ["state.json"]
