@@ -11,6 +11,7 @@ from drivers.vda5050.mapping import (
     EventCode,
 )
 from drivers.vda5050.options import FleetBroker, Vda5050Options, Vehicle
+from drivers.vda5050.survey import FleetSurvey, VehicleSeen, device_options, survey_fleet
 from gateway.driver import DriverInfo
 
 DRIVER = DriverInfo(
@@ -21,5 +22,6 @@ DRIVER = DriverInfo(
 )
 
 __all__ = ["CONNECTION_STATES", "DRIVER", "ERROR_LEVELS", "ESTOPS", "EVENT_LABELS",
-           "OPERATING_MODES", "STATE_FIELDS", "EventCode", "FleetBroker", "Vda5050Driver",
-           "Vda5050Options", "Vehicle"]
+           "OPERATING_MODES", "STATE_FIELDS", "EventCode", "FleetBroker", "FleetSurvey",
+           "Vda5050Driver", "Vda5050Options", "Vehicle", "VehicleSeen", "device_options",
+           "survey_fleet"]

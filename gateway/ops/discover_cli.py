@@ -2,7 +2,7 @@
 
 Registered on the main app in cli.py; each command is a thin shell over gateway/ops
 modules (discover.py, discover_ros2.py, configinit.py, dryrun.py) and the drivers'
-public names.
+public names. ``discover vda5050``: discover_vda5050.py.
 """
 
 from __future__ import annotations
@@ -128,6 +128,43 @@ def discover_ros2(
         raise fail(err) from err
     except ValueError as err:  # pydantic: options the driver refuses
         raise fail(MedgwError(str(err))) from err
+    print(report + "\n\n" + text)
+    if out is not None:
+        write_device_yaml(out, text)
+        console.print(f"device block written to {out}", highlight=False)
+
+
+@discover_app.command("vda5050")
+def discover_vda5050(
+    broker: Annotated[str, typer.Option(help="the fleet's MQTT broker, HOST[:PORT]")]
+        = "127.0.0.1:1883",
+    seconds: Annotated[float, typer.Option(help="how long to listen", min=0.5)] = 5.0,
+    interface: Annotated[str | None, typer.Option(
+        help="interface name (topic level 1; default: any)")] = None,
+    username: Annotated[str | None, typer.Option(help="user name on the fleet broker")] = None,
+    password_env: Annotated[str | None, typer.Option(
+        help="environment variable holding the password (default MEDGW_FLEET_PASSWORD)")]
+        = None,
+    password_file: Annotated[Path | None, typer.Option(help="file holding the password")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="TLS: the CA to trust")] = None,
+    cert_file: Annotated[Path | None, typer.Option(help="TLS: client certificate")] = None,
+    key_file: Annotated[Path | None, typer.Option(help="TLS: its key")] = None,
+    protocol: Annotated[str, typer.Option(help="MQTT 3.1.1 or 5")] = "3.1.1",
+    name: Annotated[str, typer.Option(help="device name in the block")] = "fleet",
+    out: Out = None,
+) -> None:
+    """Vehicles, manufacturers, versions, topics, state rates seen (subscribe only); a block."""
+    from gateway.ops.discover import write_device_yaml
+    from gateway.ops.discover_vda5050 import options_for, vda5050_report
+
+    tls = {k: v for k, v in (("ca_file", ca_file), ("cert_file", cert_file),
+                             ("key_file", key_file)) if v is not None}
+    try:
+        options = options_for(broker, interface, username, password_env, password_file,
+                              tls or None, protocol)
+        report, text = vda5050_report(options, seconds, name)
+    except MedgwError as err:
+        raise fail(err) from err
     print(report + "\n\n" + text)
     if out is not None:
         write_device_yaml(out, text)
