@@ -21,6 +21,7 @@ from drivers.vda5050.driver import Vda5050Driver
 from drivers.vda5050.messages import ConnectionView, FactsheetView, MessageError, StateView, decode
 from drivers.vda5050.options import Vda5050Options
 from gateway.driver import DriverContext
+from gateway.errors import DeviceError
 from gateway.metrics import GatewayMetrics
 from gateway.ring import RingStore
 
@@ -139,7 +140,13 @@ async def survey_fleet(options: Vda5050Options, seconds: float,
         found.observe(topic, payload, receive_ns, limit)
 
     client = driver._client(f"-discover-{secrets.token_hex(3)}")
-    await driver._open(client, collect, lambda _reason: None)
+    try:
+        await driver._open(client, collect, lambda _reason: None)
+    except DeviceError as err:
+        if "subscription refused" not in str(err) or listen.interface_name != "+":
+            raise
+        raise DeviceError(f"{err}: this user may not subscribe to any interface name;"
+                          " give the fleet's with --interface (often uagv)") from err
     try:
         await asyncio.sleep(seconds)
     finally:

@@ -6,16 +6,18 @@ Then the printed device block goes through ``config init``, ``config check`` and
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from gateway.ops.services import MosquittoService
+from gateway.ops.services import MosquittoService, find_binary
 from simulators.agv import AgvFleet, FleetConfig
 from tests.helpers import wait_until
 from tests.integration.dayone.support import free_port, medgw
+from tests.integration.gateway.test_secure_mqtt import make_pki
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -118,3 +120,37 @@ def test_discover_vda5050_names_a_broker_it_cannot_reach() -> None:
     assert f"fleet broker 127.0.0.1:{port}: cannot connect" in found.output
     bad = medgw("discover", "vda5050", "--broker", "127.0.0.1:http")
     assert bad.exit_code == 1 and "give HOST or HOST:PORT" in bad.output
+
+
+def test_discover_vda5050_over_tls_with_a_password_and_a_read_only_acl(
+        make_mosquitto: Callable[..., MosquittoService], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pki = make_pki(tmp_path)
+    passwd = tmp_path / "passwd"
+    tool = find_binary("mosquitto_passwd", "mosquitto")
+    subprocess.run([tool, "-c", "-b", str(passwd), "reader", "reader-secret"], check=True)
+    subprocess.run([tool, "-b", str(passwd), "fleet", "fleet-secret"], check=True)
+    acl = tmp_path / "acl"
+    acl.write_text("user reader\ntopic read uagv/#\nuser fleet\ntopic readwrite uagv/#\n")
+    broker = make_mosquitto(
+        allow_anonymous=False, extra_config=[f"password_file {passwd}", f"acl_file {acl}"],
+        listener_config=[f"cafile {pki['ca']}", f"certfile {pki['cert']}",
+                         f"keyfile {pki['key']}", "tls_version tlsv1.2"])
+    sim = AgvFleet(FleetConfig(port=broker.port, vehicles=1, rate_hz=10.0, username="fleet",
+                               password="fleet-secret", ca_file=str(pki["ca"])))
+    sim.start()
+    sim.run()
+    monkeypatch.setenv("MEDGW_FLEET_PASSWORD", "reader-secret")
+    try:
+        found = medgw("discover", "vda5050", "--broker", f"127.0.0.1:{broker.port}",
+                      "--seconds", "2", "--username", "reader", "--ca-file", pki["ca"],
+                      "--out", tmp_path / "fleet.yaml")
+    finally:
+        sim.stop()
+    assert found.exit_code == 0, found.output
+    assert "  medgw-sim/agv-01: interface uagv, topic v2, messages 2.0.0" in found.output
+    assert "reader-secret" not in found.output
+    broker_block = yaml.safe_load((tmp_path / "fleet.yaml").read_text())[0]["options"]["broker"]
+    assert broker_block == {"host": "127.0.0.1", "port": broker.port, "username": "reader",
+                            "password": {"env": "MEDGW_FLEET_PASSWORD"},
+                            "tls": {"ca_file": str(pki["ca"])}}
