@@ -45,6 +45,7 @@ class VehicleSeen:
     last_state_ns: int = 0
     last_header: int | None = None
     missing: int = 0  # state headerIds skipped between two received ones
+    maps: Counter[str] = field(default_factory=Counter)  # mapId of the states
     connection: str | None = None
     factsheet: FactsheetView | None = None
 
@@ -95,6 +96,8 @@ class FleetSurvey:
             return
         if isinstance(view, StateView):
             _on_state(seen, view.header_id, receive_ns)
+            if view.map_id and len(seen.maps) < 64:
+                seen.maps[view.map_id[:80]] += 1
         elif isinstance(view, ConnectionView):
             seen.connection = view.state
         elif isinstance(view, FactsheetView):
@@ -176,6 +179,9 @@ def device_options(found: FleetSurvey, options: Vda5050Options,
         block["stream_name"] = "manufacturer.serial"
     if any(v.topics["visualization"] for v in seen):
         block["visualization"] = True
+    maps = sorted({m for v in seen for m in v.maps})[:options.max_maps]
+    if maps:  # the 'map' field numbers them in this order, stable from day one
+        block["maps"] = maps
     rates = [v.state_rate_hz() for v in seen if v.state_rate_hz() > 0]
     if rates:
         block["rate_hz"] = max(0.1, _rate(max(rates)))

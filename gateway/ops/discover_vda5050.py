@@ -56,6 +56,7 @@ def vehicle_lines(v: VehicleSeen) -> list[str]:
     if v.states:
         lines.append(f"      state: {v.states} valid at {v.state_rate_hz():.1f} Hz,"
                      f" {v.missing} headerId(s) skipped")
+        lines.append(f"      maps: {', '.join(sorted(v.maps)) or '-'}")
     else:
         lines.append("      state: none valid in the window")
     lines.append(f"      connection: {v.connection or 'not seen (no retained message)'}")
@@ -113,7 +114,8 @@ def vda5050_report(options: Vda5050Options, seconds: float, name: str) -> tuple[
         lines.append("  no vehicle published: are the vehicles connected to this broker, is"
                      " --interface right, may this user read their topics (ACL)?")
     head = ["# medgw device block (under devices: in the gateway config); rate_hz is the"
-            " fastest state rate seen", "# (it sizes the rings); medgw only subscribes"]
+            " fastest state rate seen", "# (it sizes the rings), maps the mapIds seen (the"
+            " 'map' field is the index); medgw only subscribes"]
     if options.broker.password is not None and options.broker.password.env is not None:
         head.append(f"# the password is read from ${options.broker.password.env} at each"
                     " connect, never written here")

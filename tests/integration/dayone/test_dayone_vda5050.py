@@ -66,7 +66,7 @@ def test_discover_vda5050_lists_the_fleet_and_writes_a_block(
     for lines in (one, two):
         topics = next(ln for ln in lines if "topics seen:" in ln)
         assert "connection 1" in topics and "factsheet 1" in topics and "state " in topics
-        assert "      connection: ONLINE" in lines
+        assert "      connection: ONLINE" in lines and "      maps: hospital-L1" in lines
         state = next(ln for ln in lines if ln.startswith("      state: "))
         valid, rate = int(state.split()[1]), float(state.split(" at ")[1].split()[0])
         assert valid > 1 and rate > 0, state
@@ -82,7 +82,7 @@ def test_discover_vda5050_lists_the_fleet_and_writes_a_block(
     assert options["broker"] == {"host": "127.0.0.1", "port": fleet_broker.port}
     assert (options["interface_name"], options["major_versions"],
             options["manufacturer"]) == ("uagv", ["v2", "v3"], "medgw-sim")
-    assert options["rate_hz"] > 0
+    assert options["rate_hz"] > 0 and options["maps"] == ["hospital-L1"]
 
     # read-only: the broker saw discover subscribe and never publish
     log = fleet_broker.log_path.read_text(encoding="utf-8", errors="replace")

@@ -66,5 +66,5 @@ def test_device_options_from_what_was_seen() -> None:
         {"broker": {"port": 1884}, "interface_name": "+"}), "uagv")
     assert block == {"broker": {"host": "127.0.0.1", "port": 1884}, "interface_name": "uagv",
                      "major_versions": ["v2", "v3"], "manufacturer": "+",
-                     "stream_name": "manufacturer.serial", "rate_hz": 4.0}
+                     "stream_name": "manufacturer.serial", "maps": ["L1", "L2"], "rate_hz": 4.0}
     Vda5050Options.model_validate(block)
