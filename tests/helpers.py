@@ -1,7 +1,9 @@
-"""Small helpers shared by tests: bounded polling, an influxd database handle."""
+"""Small helpers shared by tests: bounded polling, an influxd database handle, DDS domains."""
 
 from __future__ import annotations
 
+import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,3 +60,25 @@ class InfluxTarget:
 def sample_config_path(name: str) -> Path:
     """Return the path of a driver's sample gateway config (drivers/<name>/sample.yaml)."""
     return Path(__file__).resolve().parents[1] / "drivers" / name / "sample.yaml"
+
+
+_USED_DOMAINS: set[int] = set()
+
+
+def unique_domain_id() -> int:
+    """Return a random DDS domain id (1..200) never handed out before in this test process.
+
+    Cyclone configures a domain once per process: a test that reused another test's domain
+    would get that test's network settings. Random, so parallel runs on one box rarely meet.
+    """
+    from drivers.ros2 import dds as driver_dds
+    from simulators.surgical_robot import dds as sim_dds
+
+    # also every domain the process already configured (the demo picks its own)
+    taken = _USED_DOMAINS | set(driver_dds._domains) | set(sim_dds._domains)
+    free = [d for d in range(1, 201) if d not in taken]
+    if not free:
+        raise RuntimeError("all 200 test DDS domains of this process are used")
+    domain = random.Random(os.getpid() ^ time.time_ns()).choice(free)
+    _USED_DOMAINS.add(domain)
+    return domain

@@ -19,7 +19,7 @@ from gateway.model import Quality
 from gateway.ops.services import MosquittoService
 from simulators.rmf_fleet import RmfSimConfig, RmfSimulator, fleet
 from tests.chain import Chain, chain_config
-from tests.helpers import InfluxTarget, wait_until
+from tests.helpers import InfluxTarget, unique_domain_id, wait_until
 
 pytestmark = [pytest.mark.hil, pytest.mark.integration]
 
@@ -58,7 +58,7 @@ def door_events(modes: list[int], door: str) -> list[str]:
 def test_rmf_fleet_to_influxdb_exact(mosquitto: MosquittoService,
                                      influxdb: InfluxTarget) -> None:
     """Robots, doors, a lift, an EMERGENCY, an ADAPTER_ERROR and dropped seq numbers."""
-    domain = dds.pick_domain_id()
+    domain = unique_domain_id()
     topics: list[dict[str, Any]] = [
         {"name": "/fleet_states", "type": "rmf_fleet_msgs/msg/FleetState", "rate_hz": RATE},
         {"name": "/door_states", "type": "rmf_door_msgs/msg/DoorState", "rate_hz": RATE / 5},

@@ -13,7 +13,7 @@ from gateway.ops.services import MosquittoService
 from gateway.ring import StreamRing
 from simulators.surgical_robot import RobotSimulator, SimConfig, arms
 from tests.chain import Chain, chain_config
-from tests.helpers import InfluxTarget, wait_until
+from tests.helpers import InfluxTarget, unique_domain_id, wait_until
 
 pytestmark = [pytest.mark.hil, pytest.mark.integration]
 
@@ -28,7 +28,7 @@ def test_robot_to_influxdb_exact(mosquitto: MosquittoService, influxdb: InfluxTa
                                  sim_transport: str, driver_transport: str,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """{simulator on Cyclone, on rclpy/Fast DDS} x {driver transport cyclonedds, rclpy}."""
-    domain = dds.pick_domain_id()
+    domain = unique_domain_id()
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # rclpy: never off-box
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     device = {"name": "davinci", "driver": "ros2", "options": {

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drivers.ros2 import dds
 from simulators.surgical_robot import RobotSimulator, SimConfig
+from tests.helpers import unique_domain_id
 from tests.integration.dayone.support import medgw
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 @pytest.fixture
 def robot() -> Iterator[RobotSimulator]:
     """One arm publishing on a random domain, pinned to loopback (the simulator's default)."""
-    sim = RobotSimulator(SimConfig(domain_id=dds.pick_domain_id(), arms=["PSM1"], rate_hz=50,
+    sim = RobotSimulator(SimConfig(domain_id=unique_domain_id(), arms=["PSM1"], rate_hz=50,
                                    topics=["measured_js", "measured_cp"])).open().start()
     try:
         yield sim
@@ -63,7 +63,7 @@ def test_discover_ros2_lists_topics_and_writes_a_block(robot: RobotSimulator, tm
 
 
 def test_discover_ros2_says_when_nothing_is_there(tmp_path: Path) -> None:
-    found = medgw("discover", "ros2", "--domain", str(dds.pick_domain_id()), "--seconds", "1",
+    found = medgw("discover", "ros2", "--domain", str(unique_domain_id()), "--seconds", "1",
                   "--transport", "cyclonedds")
     assert found.exit_code == 0, found.output
     assert "nothing published" in found.output

@@ -36,7 +36,7 @@ from simulators.agv import AgvFleet, FleetConfig
 from simulators.rmf_fleet import RmfSimConfig, RmfSimulator
 from simulators.surgical_robot import dds as sim_dds
 from simulators.surgical_robot import msgs
-from tests.helpers import wait_until
+from tests.helpers import unique_domain_id, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +147,7 @@ def scraped(mosquitto: MosquittoService, make_mosquitto: Callable[..., Mosquitto
     spool = tmp_path / "spool"
     spool.mkdir()
     (spool / "seq.json").write_bytes(b'{"version": 1, "streams": ')  # torn: a reset
-    domain_id = dds.pick_domain_id()
+    domain_id = unique_domain_id()
     loaded = parse_config({"site": "test-site", "gateway": "gw-prom",
                            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
                            "spool": {"dir": str(spool)}, "health": {"enabled": False},

@@ -42,7 +42,7 @@ from simulators.agv import AgvFleet, FleetConfig
 from simulators.rmf_fleet import RmfSimConfig, RmfSimulator, fleet
 from simulators.transport_carrier.fleet import VARIABLES
 from tests.chain import Chain, chain_config
-from tests.helpers import InfluxTarget, wait_until
+from tests.helpers import InfluxTarget, unique_domain_id, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -222,7 +222,7 @@ def test_every_panel_and_alert_query_returns_data(
     fleet_broker = make_mosquitto()
     sim = AgvFleet(FleetConfig(port=fleet_broker.port, vehicles=len(AGVS), rate_hz=10,
                                versions=("2.0.0", "3.0.0", "2.1.0")))
-    domain = dds.pick_domain_id()
+    domain = unique_domain_id()
     loaded = chain_config(mosquitto, influxdb, [_fleet_device(fleet_broker),
                                                 _rmf_device(domain)])
     rmf = _rmf_sim(domain)

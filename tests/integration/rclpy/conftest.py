@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from drivers.ros2 import dds
+from tests.helpers import unique_domain_id
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).resolve().parent
@@ -38,7 +38,7 @@ def ros_env(domain_id: int) -> dict[str, str]:
 @pytest.fixture
 def domain_id(monkeypatch: pytest.MonkeyPatch) -> int:
     """Pick a domain for this test; rclpy in this process discovers on localhost only."""
-    domain = dds.pick_domain_id()
+    domain = unique_domain_id()
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     monkeypatch.delenv("ROS_STATIC_PEERS", raising=False)

@@ -22,6 +22,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.model import Quality
 from gateway.ring import RingStore, StreamRing
 from simulators.surgical_robot import RobotSimulator, SimConfig
+from tests.helpers import unique_domain_id
 
 pytestmark = pytest.mark.integration
 
@@ -65,22 +66,10 @@ class DriverRunner:
             raise self.error
 
 
-_USED_DOMAINS: set[int] = set()
-
-
 @pytest.fixture
 def domain_id() -> int:
-    """Return a random DDS domain id not used before in this process.
-
-    Cyclone configures a domain once per process: a test reusing another's domain would get
-    that test's network settings (e.g. the Fast DDS compatibility it turns off).
-    """
-    for _ in range(1000):
-        domain = dds.pick_domain_id()
-        if domain not in _USED_DOMAINS:
-            break
-    _USED_DOMAINS.add(domain)
-    return domain
+    """Return a random DDS domain id not used before in this process (tests.helpers)."""
+    return unique_domain_id()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from simulators.surgical_robot import QosOptions, RobotSimulator, SimConfig, arms, pick_domain_id
+from simulators.surgical_robot import QosOptions, RobotSimulator, SimConfig, arms
 
 rclpy = pytest.importorskip("rclpy", reason="the rclpy mode needs ROS 2's Python wheels")
 from geometry_msgs.msg import TransformStamped, TwistStamped, WrenchStamped  # noqa: E402
@@ -27,6 +27,8 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+
+from tests.helpers import unique_domain_id  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +76,7 @@ class Listener:
 def local_only(monkeypatch: pytest.MonkeyPatch) -> int:
     """Keep ROS 2 discovery on this machine; return a fresh domain id."""
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    return pick_domain_id()
+    return unique_domain_id()
 
 
 @pytest.fixture
