@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ from gateway.driver import DriverContext
 from gateway.metrics import GatewayMetrics
 from gateway.model import Quality
 from gateway.ring import RingStore
+from tests.helpers import wait_until
+from tests.integration.rclpy.support import data_count, ring_snapshot
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).resolve().parent
@@ -91,26 +92,6 @@ def start_driver(ctx: DriverContext) -> Iterator[Callable[..., Ros2Driver]]:
         assert not thread.is_alive(), "driver did not stop"
 
 
-def _snapshot(ctx: DriverContext, topic: str) -> Any:
-    try:
-        return ctx.store.ring(f"{SITE}/{DEVICE}/{topic.strip('/').replace('/', '.')}").snapshot()
-    except KeyError:
-        return None
-
-
-def _count(ctx: DriverContext, topic: str) -> int:
-    batch = _snapshot(ctx, topic)
-    return 0 if batch is None else int(np.count_nonzero(batch.quality != Quality.STALE))
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_every_mapped_type_from_fast_dds_through_rclpy(domain_id: int, start_driver: Any,
                                                         ctx: DriverContext) -> None:
     prefix, n = "/FD", 60
@@ -124,10 +105,10 @@ def test_every_mapped_type_from_fast_dds_through_rclpy(domain_id: int, start_dri
         assert child.stdout is not None
         assert [child.stdout.readline().strip() for _ in range(2)] == ["READY", "DONE"]
         topics = {f"{prefix}/{name}": ros_type for name, ros_type in fdp.TOPICS.items()}
-        _wait(lambda: all(_count(ctx, t) == n for t in topics), 30,
-              "every Fast DDS topic to deliver all messages through rclpy")
+        wait_until(lambda: all(data_count(ctx, t) == n for t in topics), 30,
+                   message="every Fast DDS topic to deliver all messages through rclpy")
         for topic, ros_type in topics.items():
-            batch = _snapshot(ctx, topic)
+            batch = ring_snapshot(ctx, topic)
             good = batch.quality != Quality.STALE
             if ros_type.endswith("String"):
                 assert set(batch.text) == {f"fault {i}" for i in range(n)}
@@ -138,8 +119,8 @@ def test_every_mapped_type_from_fast_dds_through_rclpy(domain_id: int, start_dri
                 assert batch.timestamps_ns[good].tolist() == [fdp.stamp_ns(i) for i in range(n)]
         assert driver.transport.name == "rclpy"
         assert {p.vendor for p in driver.transport.publications()} == {"eProsima Fast DDS (1.15)"}
-        _wait(lambda: ctx.state.last_error is None and ctx.state.connected, 5,
-              "the device connected without error")
+        wait_until(lambda: ctx.state.last_error is None and ctx.state.connected, 5,
+                   message="the device connected without error")
         m = ctx.metrics
         assert all(m.unmatched_publications.labels(DEVICE, t)._value.get() == 0 for t in topics)
     finally:
@@ -163,11 +144,11 @@ def test_two_arm_robot_exact_counts(domain_id: int, start_publisher: Any, start_
     assert published == {f"/{arm}/{t}": (n // 10 if t == "error" else n)
                          for arm in ("PSM1", "PSM2") for t in ("measured_js", "measured_cp",
                                                                "error")}
-    _wait(lambda: {t: _count(ctx, t) for t in published} == published, 30,
-          f"exactly {published}")
+    wait_until(lambda: {t: data_count(ctx, t) for t in published} == published, 30,
+               message=f"exactly {published}")
     stamps = [result["start_ns"] + i * result["period_ns"] for i in range(n)]
     for arm in ("PSM1", "PSM2"):
-        js = _snapshot(ctx, f"/{arm}/measured_js")
+        js = ring_snapshot(ctx, f"/{arm}/measured_js")
         good = js.quality != Quality.STALE
         assert js.timestamps_ns[good].tolist() == stamps
         assert np.array_equal(js.values[good][:, 0], np.arange(n, dtype=np.float64))
@@ -190,16 +171,17 @@ def test_type_without_python_package_is_quarantined_alone(domain_id: int,
     try:
         driver = start_driver(domain_id=domain_id, patterns=["/PSM1/*"],
                               qos=dds.QosOptions(depth=1000))
-        _wait(lambda: "/PSM1/operating_state" in driver.router.quarantined, 20,
-              "the crtk_msgs topic to be refused")
+        wait_until(lambda: "/PSM1/operating_state" in driver.router.quarantined, 20,
+                   message="the crtk_msgs topic to be refused")
         why = driver.router.quarantined["/PSM1/operating_state"]
         assert "reader_refused" in why and "crtk_msgs" in why
         assert "transport: cyclonedds" in why
         n = 50
         result = start_publisher("--arms", "PSM1", "--rate", "100", "--count", str(n)).result(60)
         assert result["published"]["/PSM1/measured_js"] == n
-        _wait(lambda: _count(ctx, "/PSM1/measured_js") == n, 20, "the other topics to flow")
-        assert _count(ctx, "/PSM1/operating_state") == 0
+        wait_until(lambda: data_count(ctx, "/PSM1/measured_js") == n, 20,
+                   message="the other topics to flow")
+        assert data_count(ctx, "/PSM1/operating_state") == 0
         assert ctx.state.last_error is not None and "/PSM1/operating_state" in (
             ctx.state.last_error)
     finally:

@@ -26,6 +26,8 @@ from gateway.driver import DriverContext
 from gateway.metrics import GatewayMetrics
 from gateway.model import Quality
 from gateway.ring import RingStore
+from tests.helpers import wait_until
+from tests.integration.rclpy.support import data_count, ring_snapshot
 
 pytestmark = pytest.mark.integration
 LOG = logging.getLogger("test.rclpy")
@@ -109,26 +111,6 @@ def run_transport(ctx: DriverContext) -> Iterator[Callable[..., tuple[RclpyTrans
         raise errors[0]
 
 
-def _snapshot(ctx: DriverContext, topic: str) -> Any:
-    try:
-        return ctx.store.ring(f"{SITE}/{DEVICE}/{topic.strip('/').replace('/', '.')}").snapshot()
-    except KeyError:
-        return None
-
-
-def _count(ctx: DriverContext, topic: str) -> int:
-    batch = _snapshot(ctx, topic)
-    return 0 if batch is None else int(np.count_nonzero(batch.quality != Quality.STALE))
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_rclpy_publisher_to_pipeline_exact(domain_id: int, start_publisher: Any,
                                            run_transport: Any, ctx: DriverContext) -> None:
     n = 200
@@ -138,11 +120,11 @@ def test_rclpy_publisher_to_pipeline_exact(domain_id: int, start_publisher: Any,
     assert result["acked"] is True
     published = result["published"]
     assert published == {"/PSM1/measured_js": n, "/PSM1/measured_cp": n, "/PSM1/error": n // 10}
-    _wait(lambda: all(_count(ctx, t) == c for t, c in published.items()), 20,
-          f"every topic to deliver {published}")
+    wait_until(lambda: all(data_count(ctx, t) == c for t, c in published.items()), 20,
+               message=f"every topic to deliver {published}")
     stamps = [result["start_ns"] + i * result["period_ns"] for i in range(n)]
     i = np.arange(n, dtype=np.float64)
-    js = _snapshot(ctx, "/PSM1/measured_js")
+    js = ring_snapshot(ctx, "/PSM1/measured_js")
     good = js.quality != Quality.STALE
     assert js.timestamps_ns[good].tolist() == stamps
     assert js.stream.fields[:3] == ("outer_yaw.position", "outer_yaw.velocity",
@@ -152,11 +134,11 @@ def test_rclpy_publisher_to_pipeline_exact(domain_id: int, start_publisher: Any,
         assert np.array_equal(values[:, 3 * k], i + k / 10)
         assert np.array_equal(values[:, 3 * k + 1], -i)
         assert np.array_equal(values[:, 3 * k + 2], 2 * i)
-    cp = _snapshot(ctx, "/PSM1/measured_cp")
+    cp = ring_snapshot(ctx, "/PSM1/measured_cp")
     assert cp.timestamps_ns[cp.quality != Quality.STALE].tolist() == stamps
     assert np.array_equal(cp.values[cp.quality != Quality.STALE][:, :3],
                           np.stack([i, 2 * i, 3 * i], axis=1))
-    errors = _snapshot(ctx, "/PSM1/error")
+    errors = ring_snapshot(ctx, "/PSM1/error")
     assert list(errors.text) == [f"fault {k}" for k in range(0, n, 10)]
     # the graph told who published: the node name, the offered QoS, the vendor from the GUID
     js_pub = next(p for p in sink.seen if p.topic == "/PSM1/measured_js")
@@ -169,10 +151,10 @@ def test_rclpy_publisher_to_pipeline_exact(domain_id: int, start_publisher: Any,
     assert (status.matched, status.matched_total, status.lost) == (1, 1, 0)
     assert sink.ticks > 0
     pub.stop()
-    _wait(lambda: any(not p.alive and p.topic == "/PSM1/measured_js" for p in sink.seen), 10,
-          "the publisher's departure in the graph")
-    _wait(lambda: transport.reader_status("/PSM1/measured_js").matched == 0, 10,
-          "the reader to report no match")
+    wait_until(lambda: any(not p.alive and p.topic == "/PSM1/measured_js" for p in sink.seen), 10,
+               message="the publisher's departure in the graph")
+    wait_until(lambda: transport.reader_status("/PSM1/measured_js").matched == 0, 10,
+               message="the reader to report no match")
 
 
 def test_type_without_python_package_is_refused_with_the_fix(domain_id: int,
@@ -180,7 +162,7 @@ def test_type_without_python_package_is_refused_with_the_fix(domain_id: int,
     with pytest.raises(ReaderRefused, match=r"crtk_msgs.*transport: cyclonedds"):
         message_type("crtk_msgs/msg/OperatingState")
     transport, _sink = run_transport(domain_id=domain_id, patterns=["/PSM1/*"])
-    _wait(lambda: transport._session is not None, 10, "the session")
+    wait_until(lambda: transport._session is not None, 10, message="the session")
     spec = ReaderSpec("/PSM1/operating_state", "crtk_msgs/msg/OperatingState",
                       Ros2Options(patterns=["/x"]).qos, 10.0, urgent=True)
     with pytest.raises(ReaderRefused, match="install or build the ROS package crtk_msgs"):
@@ -217,7 +199,8 @@ def test_without_domain_id_the_system_ros_domain_id_applies(domain_id: int,
     _transport, sink = run_transport(patterns=["/PSM1/*"])
     result = start_publisher("--arms", "PSM1", "--rate", "100", "--count", "20").result(60)
     assert result["published"]["/PSM1/measured_js"] == 20
-    _wait(lambda: _count(ctx, "/PSM1/measured_js") == 20, 20, "20 samples on ROS_DOMAIN_ID")
+    wait_until(lambda: data_count(ctx, "/PSM1/measured_js") == 20, 20,
+               message="20 samples on ROS_DOMAIN_ID")
     assert sink.refused == {}
 
 
@@ -252,11 +235,11 @@ def test_a_stalled_sink_counts_what_the_queue_drops(domain_id: int, start_publis
 
         def accounted() -> bool:
             status = transport.reader_status(topic)
-            return status is not None and _count(ctx, topic) + status.lost == n
-        _wait(accounted, 20, f"received + lost == {n}")
+            return status is not None and data_count(ctx, topic) + status.lost == n
+        wait_until(accounted, 20, message=f"received + lost == {n}")
         status = transport.reader_status(topic)
         assert status is not None and status.lost > 0  # the queue did overflow
-        assert _count(ctx, topic) <= 2 * 10 + 1  # what one stalled batch and the queue held
+        assert data_count(ctx, topic) <= 2 * 10 + 1  # what one stalled batch and the queue held
     finally:
         gate.set()
         stop.set()
