@@ -280,8 +280,9 @@ class PeerRun:
         time.sleep(1.0)  # before: the newest stored values are the paused fleet's
         fresh = Freshness(self.url).start()
         if self.pyspy:
-            start_pyspy(self.children["gateway"].pid, self.work / "pyspy-gateway.txt",
-                        seconds - 2.0)
+            for name in ("gateway", "ingest"):
+                start_pyspy(self.children[name].pid, self.work / f"pyspy-{name}.txt",
+                            seconds - 2.0)
         time.sleep(seconds - 1.0)
         r.freshness_ms = fresh.stop()
         r.writes = self._sim_stop()
