@@ -585,7 +585,7 @@ class FloorRun:
         ingest = self._start("ingest", [str(BIN / "medgw"), "ingest", "-c", str(config)])
         ingest.wait_text(r"subscribed to", 60)
         gateway = self._start("gateway", [str(BIN / "medgw"), "run", "-c", str(config)])
-        gateway.wait_text(r"connected to broker", 60)
+        gateway.wait_text(r"connected to (the )?broker", 60)
         if self.spec.carriers:
             gateway.wait_text(r"session up", 120)
 
