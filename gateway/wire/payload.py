@@ -8,6 +8,7 @@ one rule of gateway.model.validate_stream, and raises PayloadError for any input
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, NamedTuple
@@ -158,10 +159,14 @@ def _check_header(doc: Any, what: str) -> dict[str, Any]:
 def decode(payload: bytes) -> Decoded:
     """Parse and check a JSON or binary payload; return (gateway, epoch, batch) or raise
     PayloadError, whatever the bytes (never another exception)."""
+    if payload.startswith(BINARY_MAGIC):
+        return guarded(_decode_binary, payload)
+    return guarded(_decode_json, payload)
+
+
+def guarded(step: Callable[[Any], Decoded], arg: Any) -> Decoded:
     try:
-        if payload.startswith(BINARY_MAGIC):
-            return _decode_binary(payload)
-        return _decode_json(payload)
+        return step(arg)
     except (ValueError, TypeError, OverflowError, KeyError, IndexError, RecursionError) as err:
         # a rule above missed a case: still the sender's fault, never the worker's
         raise PayloadError(f"malformed payload ({type(err).__name__}: {err})"[:500]) from err
@@ -172,6 +177,10 @@ def _decode_json(payload: bytes) -> Decoded:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as err:
         raise PayloadError(f"not JSON: {err}") from err
+    return decode_doc(doc)
+
+
+def decode_doc(doc: Any) -> Decoded:
     doc = _check_header(doc, "payload")
     spec = _decode_spec(doc)
     n, seq, epoch = _counters(doc)
@@ -295,16 +304,3 @@ def payload_schema() -> dict[str, Any]:
     text = resources.files(__package__).joinpath("schema/payload-v1.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
-
-
-_LIVE = b'"historical":false'
-_HISTORICAL = b'"historical":true'
-
-
-def as_historical(payload: bytes) -> bytes:
-    """Return an encoded payload (JSON or binary) marked as replayed rather than live.
-
-    Both encodings start with the same orjson header, in which ``historical`` is written
-    exactly once and before any sample array, so the first occurrence is the flag.
-    """
-    return payload.replace(_LIVE, _HISTORICAL, 1)

@@ -10,6 +10,14 @@ def data_topic(prefix: str, stream: StreamSpec) -> str:
     return f"{prefix}/{stream.site}/{stream.device}/{stream.stream}"
 
 
+def bundle_topic(prefix: str, site: str, device: str) -> str:
+    """Return the MQTT topic of a device's bundles (several streams in one message).
+
+    One level above the streams' topics, so it never equals a data or a status topic.
+    """
+    return f"{prefix}/{site}/{device}"
+
+
 def status_topic(prefix: str, site: str, gateway: str) -> str:
     """Return the retained birth/death topic of a gateway."""
     return f"{prefix}/{site}/{gateway}/status"

@@ -25,7 +25,8 @@ from gateway.errors import BrokerError
 from gateway.metrics import GatewayMetrics
 from gateway.model import StreamSpec
 from gateway.ring import RingReader, RingStore, StreamRing
-from gateway.wire.payload import ENCODERS, as_historical
+from gateway.wire.bundle import as_historical
+from gateway.wire.payload import ENCODERS
 from gateway.wire.topics import commit_topic, data_topic, ingest_status_topic, status_topic
 from gateway.wire.transport import PahoTransport, Transport, TransportError
 

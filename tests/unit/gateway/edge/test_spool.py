@@ -11,7 +11,8 @@ import pytest
 
 from gateway.edge.spool import Spool
 from gateway.model import StreamSpec, make_batch
-from gateway.wire.payload import as_historical, encode
+from gateway.wire.bundle import as_historical
+from gateway.wire.payload import encode
 
 SPEC = StreamSpec("site", "dev", "s", ("a",), ("",), rate_hz=100.0)
 

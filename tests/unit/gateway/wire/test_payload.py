@@ -164,7 +164,7 @@ def test_binary_header_follows_the_schema_once_arrays_are_added() -> None:
 
 
 def test_spool_historical_flip_keeps_binary_payload_valid() -> None:
-    from gateway.wire.payload import as_historical
+    from gateway.wire.bundle import as_historical
 
     batch = make_batch(JOINTS, [1, 2], [[1.0, 2.0], [3.0, 4.0]])
     back = decode(as_historical(encode_binary(batch, "gw"))).batch
