@@ -72,7 +72,7 @@ def raw_paho(port: int, topic: str, payloads: Iterable[bytes], count: int) -> fl
 
 
 def ours(port: int, samples: int, width: int, batch: int, encoding: str,
-         spool_dir: Path) -> float:
+         spool_dir: Path, bundle: bool = True) -> float:
     """Append ``samples`` to a ring, let MqttPublisher drain it; seconds until all acked.
 
     The clock starts once the publisher is connected (the raw loop is timed after its
@@ -81,7 +81,7 @@ def ours(port: int, samples: int, width: int, batch: int, encoding: str,
     loaded = parse_config({
         "site": "bench", "gateway": "gw", "mqtt": {"port": port, "max_inflight": INFLIGHT},
         "publisher": {"max_batch_samples": batch, "max_latency_ms": 5,
-                      "ring_capacity": samples + 1, "encoding": encoding},
+                      "ring_capacity": samples + 1, "encoding": encoding, "bundle": bundle},
     })
     store = RingStore(samples + 1)
     spec = make_spec(width)
@@ -144,6 +144,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--encoding", choices=sorted(ENCODERS), default="json")
+    parser.add_argument("--bundle", choices=("on", "off"), default="on",
+                        help="publisher.bundle: on (the default) joins the batches pending at "
+                        "a scan into messages of up to max_bundle_bytes; off: one message per "
+                        "batch, like the baselines")
     args = parser.parse_args()
     encode = ENCODERS[args.encoding]
     spec = make_spec(args.width)
@@ -167,7 +171,8 @@ def main() -> None:
                     encode, spec, ts, values, args.batch, work / f"wal-{round_no}"),
                     len(payloads)),
                 paths[3]: ours(broker.port, args.samples, args.width, args.batch,
-                               args.encoding, work / f"spool-{round_no}"),
+                               args.encoding, work / f"spool-{round_no}",
+                               args.bundle == "on"),
             }
             for path, took in seconds.items():
                 rates[path].append(args.samples / took)
@@ -179,7 +184,8 @@ def main() -> None:
     mb = sum(map(len, payloads)) / 1e6
     print(f"{args.samples} samples x {args.width} fields in batches of {args.batch} "
           f"({len(payloads)} messages, {mb:.1f} MB {args.encoding}), QoS 1, window {INFLIGHT}, "
-          f"median of {args.rounds} rounds")
+          f"median of {args.rounds} rounds; medgw publisher.bundle {args.bundle}; "
+          f"load {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print(f"{'path':42} {'samples/s':>12} {'medgw / this':>13}")
     for path in paths:
         print(f"{path:42} {median[path]:12,.0f} {ours_rate / median[path]:13.2f}")

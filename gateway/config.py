@@ -152,6 +152,14 @@ class PublisherConfig(Strict):
                                   "samples at the first scan that finds nothing appended since "
                                   "the previous one (lower latency, one message per source "
                                   "burst: more messages and CPU, see BENCHMARKS.md Peers)")
+    bundle: bool = Field(default=False, description="one MQTT message per device and "
+                         "publisher scan (<= 50 ms) holding every stream of the device with "
+                         "pending samples, on medgw/v1/{site}/{device} (gateway/wire/bundle.py); "
+                         "false: one message per stream on its own topic, batched by "
+                         "max_latency_ms")
+    max_bundle_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024,
+                                  description="a bundle closes at this size (a larger "
+                                  "single batch goes alone)")
     ring_capacity: int = Field(default=16384, ge=16, le=100_000_000, description="largest "
                                "ring of a sampled stream, in samples, and the size of one whose "
                                "rate is unknown (16 s at 1 kHz); the spool, not the ring, "
@@ -202,7 +210,8 @@ class InfluxConfig(Strict):
     org: str = "medgw"
     bucket: str | None = None
     batch_lines: int = Field(default=5000, ge=1, le=1_000_000)
-    flush_ms: float = Field(default=500.0, gt=0, le=60_000)
+    flush_ms: float = Field(default=0.0, ge=0, le=60_000, description="0: write as soon as nothing "
+                            "more is queued; > 0: wait up to this long to fill batch_lines")
     gzip: bool = True
     timeout_s: float = Field(default=10.0, gt=0)
     create_database: bool = Field(default=True, description="v1: CREATE DATABASE at start")

@@ -18,6 +18,7 @@ import orjson
 from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.config import LoadedConfig
+from gateway.edge.publisher.bundling import Bundle, Part, Record, by_device, per_stream
 from gateway.edge.publisher.link import BrokerLink, InFlight, Taken
 from gateway.edge.publisher.views import PublisherHealth, StreamCounters, resolve_spool_dir
 from gateway.edge.spool import Outgoing, Spool
@@ -27,7 +28,7 @@ from gateway.model import StreamSpec
 from gateway.ring import RingReader, RingStore, StreamRing
 from gateway.wire.bundle import as_historical
 from gateway.wire.payload import ENCODERS
-from gateway.wire.topics import commit_topic, data_topic, ingest_status_topic, status_topic
+from gateway.wire.topics import commit_topic, ingest_status_topic, status_topic
 from gateway.wire.transport import PahoTransport, Transport, TransportError
 
 log = logging.getLogger("medgw.publisher")
@@ -142,7 +143,8 @@ class MqttPublisher:
         self._wake.set()
 
     def _on_drop(self, key: str, n: int, reason: str) -> None:
-        self.metrics.dropped.labels(key, reason).inc(n)
+        for stream, count in per_stream(key, n):
+            self.metrics.dropped.labels(stream, reason).inc(count)
 
     def _on_malformed(self, topic: str) -> None:
         self.metrics.malformed.labels("broker", "control_message").inc()
@@ -205,13 +207,18 @@ class MqttPublisher:
         self._apply(self.link.take())
         self.store.reserve_seq()
         total = 0
-        for ring in self.store.rings():
-            while self._due(ring, force):
-                moved = self._spool_next(ring)
-                if moved <= 0:
-                    break
-                total += moved
-                self._pump()  # publish while spooling: the payload is still in the cache
+        if self.config.publisher.bundle:
+            for rings in by_device(self.store.rings()):
+                total += self._spool_device(rings)
+                self._pump()
+        else:
+            for ring in self.store.rings():
+                while self._due(ring, force):
+                    moved = self._spool_next(ring)
+                    if moved <= 0:
+                        break
+                    total += moved
+                    self._pump()  # publish while spooling: the payload is still in the cache
         # Confirmation needs an ingest worker: until one announced itself, the broker's
         # PUBACK is final (after the replay window); resend only while one is online.
         self.spool.require_confirmation(self.config.spool.confirm and self.link.worker_seen())
@@ -231,8 +238,9 @@ class MqttPublisher:
             sent = answer.sent
             if answer.refusal is None:
                 if self.spool.accept(sent.record_id, sent.attempt):  # not a stale answer
-                    self._counters(sent.key).acked += sent.n
-                    self.metrics.child(self.metrics.published, sent.key).inc(sent.n)
+                    for key, n in per_stream(sent.key, sent.n):
+                        self._counters(key).acked += n
+                        self.metrics.child(self.metrics.published, key).inc(n)
             elif answer.refusal.transient:
                 log.warning("broker refused a publish for now (%s): sending it again",
                             answer.refusal.reason)
@@ -240,7 +248,7 @@ class MqttPublisher:
             else:
                 self.link.set_error(f"broker refused a publish: {answer.refusal.reason}")
                 log.error("broker refused a publish: %s (stream %s, %d samples dropped)",
-                          answer.refusal.reason, sent.key, sent.n)
+                          answer.refusal.reason, sent.key[:300], sent.n)
                 self.spool.discard(sent.record_id, "refused", sent.attempt)
         for key, first_seq in taken.commits:
             self.spool.confirm(key, first_seq)
@@ -280,8 +288,8 @@ class MqttPublisher:
             counters = self.counters[key] = StreamCounters(last_flush=self._clock())
         return counters
 
-    def _spool_next(self, ring: StreamRing) -> int:
-        """Move one batch from the ring into the spool; return its size (0: nothing/blocked)."""
+    def _read_part(self, ring: StreamRing) -> Part | None:
+        """Take one batch from the ring and encode it; None when nothing is pending."""
         key = ring.stream.key
         result = self.reader.read(ring, self.config.publisher.max_batch_samples)
         counters = self._counters(key)
@@ -293,19 +301,54 @@ class MqttPublisher:
                         key, result.lost)
         batch = result.batch
         if batch is None:
-            return 0
+            return None
         self.store.reserve_seq([ring])  # spooled numbers stay below the reservation
-        replay = self.historical or not self.connected.is_set() or self.spool.has_unsent()
         batch.historical = self.historical
-        payload = self._encode(batch, self.config.gateway, self.epoch)
-        if not self.spool.add(key, data_topic(self.prefix, batch.stream), payload,
-                              batch.first_seq, len(batch), replay):
+        return Part(ring, batch.first_seq, len(batch),
+                    self._encode(batch, self.config.gateway, self.epoch))
+
+    def _spool_next(self, ring: StreamRing) -> int:
+        """Move one batch from the ring into the spool; return its size (0: nothing/blocked)."""
+        part = self._read_part(ring)
+        if part is None:
+            return 0
+        bundle = Bundle(0)
+        bundle.add(part)
+        return self._spool_bundle(bundle)
+
+    def _spool_device(self, rings: list[StreamRing]) -> int:
+        """Spool every pending sample of one device's rings, as few records as the size
+        cap allows; return the samples moved (stops early when the spool blocks)."""
+        bundle, total = Bundle(self.config.publisher.max_bundle_bytes), 0
+        for ring in rings:
+            while self.reader.pending(ring) > 0:
+                part = self._read_part(ring)
+                if part is None:
+                    break
+                if bundle.add(part):
+                    moved = self._spool_bundle(bundle)
+                    if moved <= 0:
+                        return total
+                    total += moved
+                    bundle = Bundle(bundle.max_bytes)
+        if bundle.parts:
+            total += max(0, self._spool_bundle(bundle))
+        return total
+
+    def _spool_bundle(self, bundle: Bundle) -> int:
+        """Write a bundle's record to the spool; return its samples (0: blocked, kept)."""
+        record: Record = bundle.record(self.prefix)
+        replay = self.historical or not self.connected.is_set() or self.spool.has_unsent()
+        if not self.spool.add(record.key, record.topic, record.payload, record.first_seq,
+                              record.n, replay):
             if self.config.spool.policy == "block":
-                self.reader.seek(key, batch.first_seq)  # keep it in the ring
+                for part in reversed(bundle.parts):  # keep them in the rings
+                    self.reader.seek(part.ring.stream.key, part.first_seq)
                 return 0
-            return len(batch)  # dropped, counted by the spool
-        self.metrics.child(self.metrics.spooled, key).inc(len(batch))
-        return len(batch)
+            return record.n  # dropped, counted by the spool
+        for part in bundle.parts:
+            self.metrics.child(self.metrics.spooled, part.ring.stream.key).inc(part.n)
+        return record.n
 
     def _holding(self) -> bool:
         """True while waiting for an ingest worker after the broker lost its state."""
@@ -347,12 +390,14 @@ class MqttPublisher:
                 self.spool.reject(message.record_id, message.attempt)
             else:
                 self.link.set_error(str(err))
-                log.error("%s (stream %s, %d samples dropped)", err, message.key, message.n)
+                log.error("%s (stream %s, %d samples dropped)", err, message.key[:300],
+                          message.n)
                 self.spool.discard(message.record_id, "refused", message.attempt)
             return False
-        counters = self._counters(message.key)
-        counters.sent += message.n
-        counters.messages += 1
+        for key, n in per_stream(message.key, message.n):
+            counters = self._counters(key)
+            counters.sent += n
+            counters.messages += 1
         self.link.track(mid, InFlight(message.key, message.n, message.record_id,
                                       message.attempt))
         return True

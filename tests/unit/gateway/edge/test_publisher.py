@@ -129,7 +129,7 @@ def make(tmp_path: Path, clock: Clock, store: RingStore | None = None,
     loaded = parse_config({
         "site": "site", "gateway": "gw",
         "mqtt": {"max_inflight": overrides.pop("max_inflight", 100)},
-        "publisher": {"max_batch_samples": 10, "max_latency_ms": 100,
+        "publisher": {"max_batch_samples": 10, "max_latency_ms": 100, "bundle": False,
                       **overrides.pop("publisher", {})},
         "spool": spool,
     })
