@@ -3,8 +3,12 @@ ack in arrival order -> commit.
 
 ``receive()`` runs in the transport's thread (paho's): it decodes and encodes to line
 protocol (stateless CPU work that overlaps the writer's wait on InfluxDB) and queues the
-message in the byte-bounded Inbox. ``run()`` is the writer thread: it gathers messages
-until the line budget or the flush interval, skips duplicates (SeqTracker, keyed on
+message in the byte-bounded Inbox. A bundle (several streams of one device in one message,
+gateway/wire/bundle.py) is decoded part by part: a bad part is quarantined alone, the others
+are written, and the record is confirmed under its composite key. ``run()`` is the writer
+thread: it gathers what is queued, up to the line budget, and writes as soon as the inbox
+is empty (``flush_s`` > 0: waits up to that long for the budget to fill; under load messages
+pile up during a write, so batches grow by themselves), skips duplicates (SeqTracker, keyed on
 gateway, epoch and stream), quarantines what cannot be stored, writes one body, retries
 transient errors with the shared Backoff (honouring Retry-After), splits to isolate a
 refused message, then acknowledges every message of the batch in arrival order and
@@ -37,12 +41,14 @@ from gateway.server.inbox import Inbox
 from gateway.server.influx import InfluxWriter
 from gateway.server.lineproto import encode_batch
 from gateway.server.seqtrack import SeqTracker
-from gateway.wire.payload import decode
-from gateway.wire.topics import commit_topic, data_topic
+from gateway.wire.bundle import bundle_key, decode_bundle, is_bundle
+from gateway.wire.payload import Decoded, decode
+from gateway.wire.topics import bundle_topic, commit_topic, data_topic
 
 log = logging.getLogger("medgw.ingest")
 
 MAX_STATUS_BYTES = 64 * 1024  # a gateway's birth/death message is a few hundred bytes
+IDLE_WAIT_S = 0.5  # how long an idle writer waits for a message before its gap check
 
 
 class Transport(Protocol):
@@ -79,7 +85,7 @@ class IngestStats:
 
 @dataclass(slots=True)
 class Pending:
-    """One received message on its way through the writer."""
+    """One received message (a single stream's payload or a bundle) on its way through."""
 
     mid: int
     qos: int
@@ -87,19 +93,23 @@ class Pending:
     payload: bytes  # its head only (what a dead letter keeps) once decoded
     generation: int = 0  # the connection it arrived on
     payload_bytes: int = 0  # the size as received
-    lines: bytes = b""
+    lines: bytes = b""  # every good part's lines, in part order
     n_lines: int = 0
-    n_samples: int = 0
-    stream_key: str = ""
+    batches: tuple[SampleBatch, ...] = ()  # the good parts, until prepared
+    written: tuple[tuple[str, int], ...] = ()  # once prepared: (stream key, new samples)
+    key: str = ""  # the record key to confirm (stream or bundle key); "" = nothing to confirm
+    first_seq: int = 0  # of the first part: the record's other half of its identity
     gateway: str = ""
     epoch: int = 0
     site: str = ""
-    first_seq: int = 0
-    last_seq: int = 0
-    batch: SampleBatch | None = None  # until prepared: the lines are all the writer needs
-    decoded: bool = False
     size: int = 0  # bytes counted against the inbox budget
-    error: str | None = None
+    error: str | None = None  # the whole message cannot be stored
+    part_errors: tuple[str, ...] = ()  # bad parts of a bundle, each quarantined alone
+
+    @property
+    def n_samples(self) -> int:
+        """Return the new samples this message writes (0 until prepared)."""
+        return sum(n for _, n in self.written)
 
 
 @dataclass
@@ -108,7 +118,7 @@ class LoopSettings:
 
     prefix: str = "medgw/v1"
     batch_lines: int = 5000
-    flush_s: float = 0.5
+    flush_s: float = 0.0  # 0: write as soon as nothing more is queued
     max_pending_bytes: int = 64 * 1024 * 1024
 
 
@@ -142,39 +152,97 @@ class WriteLoop:
         more), so a large message costs its lines and arrays, a large malformed one nothing.
         """
         item = Pending(mid, qos, topic, payload, self.generation, len(payload))
-        if not topic.endswith("/status"):
+        status = topic.endswith("/status")
+        if not status:
             self._decode(item)
         elif len(payload) > MAX_STATUS_BYTES:
             item.error = f"status message of {len(payload)} bytes is not a medgw status"
         keep = self.dead_letters.max_payload_bytes
-        if item.error is not None or (len(payload) > keep and not topic.endswith("/status")):
+        if item.error is not None or item.part_errors or (len(payload) > keep and not status):
             item.payload = payload[:keep]
         item.size = len(item.payload) + len(item.lines) + 256
-        if item.batch is not None:
-            item.size += item.batch.values.nbytes + 17 * len(item.batch)
+        for batch in item.batches:
+            item.size += batch.values.nbytes + 17 * len(batch)
         return self.inbox.put(item, item.size)
 
     def _decode(self, item: Pending) -> None:
         try:
-            gateway, epoch, batch = decode(item.payload)
-            expected = data_topic(self.settings.prefix, batch.stream)
-            if item.topic != expected:
-                raise PayloadError(f"topic {item.topic[:200]} does not match payload stream "
-                                   f"{expected}")
-            item.lines, item.n_lines = encode_batch(batch)
+            if is_bundle(item.payload):
+                self._decode_bundle(item)
+            else:
+                self._decode_single(item)
         except PayloadError as err:
             item.error = str(err)
-            return
         except Exception as err:  # a bug, not the sender's fault: quarantine, keep going
             log.exception("unexpected error decoding a message on %s", item.topic[:200])
             item.error = f"internal error: {type(err).__name__}: {err}"
-            return
-        item.decoded = True
-        item.gateway, item.epoch = gateway, epoch
-        item.stream_key, item.site = batch.stream.key, batch.stream.site
-        item.first_seq, item.last_seq = batch.first_seq, batch.last_seq
-        item.n_samples = len(batch)
-        item.batch = batch
+
+    def _decode_single(self, item: Pending) -> None:
+        gateway, epoch, batch = decode(item.payload)
+        expected = data_topic(self.settings.prefix, batch.stream)
+        if item.topic != expected:
+            raise PayloadError(f"topic {item.topic[:200]} does not match payload stream "
+                               f"{expected}")
+        lines, n_lines = encode_batch(batch)
+        self._accept(item, gateway, epoch, (batch,), lines, n_lines, batch.stream.key)
+
+    def _decode_bundle(self, item: Pending) -> None:
+        """Decode a bundle; a bad part is noted alone, a foreign or misrouted one refuses all."""
+        parts = decode_bundle(item.payload)
+        good: list[tuple[int, Decoded]] = []
+        errors: list[str] = []
+        for index, part in enumerate(parts):
+            if isinstance(part, PayloadError):
+                errors.append(f"bundle part {index} of {len(parts)}: {part}")
+            else:
+                good.append((index, part))
+        if not good:
+            raise PayloadError(f"bundle: none of its {len(parts)} parts decoded: "
+                               + "; ".join(errors)[:1500])
+        gateway, epoch, first = good[0][1]
+        site, device = first.stream.site, first.stream.device
+        for index, part in good[1:]:
+            stream = part.batch.stream
+            if (part.gateway, part.epoch, stream.site, stream.device) != \
+                    (gateway, epoch, site, device):
+                raise PayloadError(
+                    f"bundle: part {index} is {part.gateway[:200]}/{part.epoch} "
+                    f"{stream.key[:300]}, part 0 {gateway[:200]}/{epoch} {first.stream.key[:300]}"
+                    ": every part must share site, device, gateway and epoch")
+        expected = bundle_topic(self.settings.prefix, site, device)
+        if item.topic != expected:
+            raise PayloadError(f"topic {item.topic[:200]} does not match the bundle's device "
+                               f"{expected}")
+        batches: list[SampleBatch] = []
+        chunks: list[bytes] = []
+        n_lines = 0
+        for index, part in good:
+            try:
+                lines, n = encode_batch(part.batch)
+            except PayloadError as err:
+                errors.append(f"bundle part {index} of {len(parts)}: {err}")
+                continue
+            batches.append(part.batch)
+            chunks.append(lines)
+            n_lines += n
+        if not batches:
+            raise PayloadError("bundle: no part can be stored: " + "; ".join(errors)[:1500])
+        # The record key is rebuilt from the parts stored, in order: the publisher's own key
+        # whenever every part decoded. With a broken part it cannot be (that part's stream
+        # and count are unknown here), so the confirmation matches no record and the
+        # publisher sends the record again later: its good parts are duplicates here, the
+        # broken part is quarantined again. The publisher cannot do better with a record
+        # whose part is broken; the dead letters say which part and why.
+        key = bundle_key((batch.stream.key, len(batch)) for batch in batches)
+        self._accept(item, gateway, epoch, tuple(batches), b"".join(chunks), n_lines, key)
+        item.part_errors = tuple(errors)
+
+    @staticmethod
+    def _accept(item: Pending, gateway: str, epoch: int, batches: tuple[SampleBatch, ...],
+                lines: bytes, n_lines: int, key: str) -> None:
+        item.gateway, item.epoch, item.batches = gateway, epoch, batches
+        item.lines, item.n_lines, item.key = lines, n_lines, key
+        item.site, item.first_seq = batches[0].stream.site, batches[0].first_seq
 
     # -- writer thread ---------------------------------------------------------------------
     def run(self) -> None:
@@ -189,8 +257,14 @@ class WriteLoop:
                     self.gap_checker.missing
 
     def collect(self) -> list[Pending]:
-        """Gather messages until the line budget or the flush interval is reached."""
-        wait = self.settings.flush_s
+        """Gather what is queued, up to the line budget; wait only for the first message.
+
+        With ``flush_s`` 0 the batch is written as soon as the inbox is empty: an idle
+        worker writes each message at once, a busy one finds the messages that arrived
+        during its last write. With ``flush_s`` > 0 it waits up to that long to fill the
+        budget.
+        """
+        wait = self.settings.flush_s or IDLE_WAIT_S
         if self.gap_checker is not None:
             wait = min(wait, self.gap_checker.interval_s)
         first = self.inbox.get(wait)
@@ -212,19 +286,27 @@ class WriteLoop:
 
         Every message of a batch is acknowledged after the batch's write, in the order the
         broker sent them (MQTT asks for PUBACKs in order): a duplicate or a status message
-        is not acknowledged ahead of earlier messages still waiting for InfluxDB.
+        is not acknowledged ahead of earlier messages still waiting for InfluxDB. A bundle
+        with at least one new part is written whole: its duplicate parts land on the same
+        series and timestamps, overwriting the same values (as a partly duplicate message).
         """
         self.stats.messages += 1
-        batch, item.batch = item.batch, None
+        batches, item.batches = item.batches, ()
         if item.topic.endswith("/status"):
             self._record_status(item)
-        elif batch is None:
+        elif not batches:
             self.quarantine(item, item.error or "not decoded")
         else:
-            new = self.tracker.observe(batch, item.gateway, item.epoch)
-            self.stats.duplicates += item.n_samples - new
-            item.n_samples = new
-            if new:
+            for reason in item.part_errors:
+                self.quarantine(item, reason)
+            written = []
+            for batch in batches:
+                new = self.tracker.observe(batch, item.gateway, item.epoch)
+                self.stats.duplicates += len(batch) - new
+                if new:
+                    written.append((batch.stream.key, new))
+            if written:
+                item.written = tuple(written)
                 return item
         item.lines, item.n_lines = b"", 0
         return item
@@ -293,9 +375,9 @@ class WriteLoop:
         self.stats.lines += n_lines
         by_stream = self.stats.by_stream
         for item in batch:
-            self.stats.samples += item.n_samples
-            if item.n_samples:
-                by_stream[item.stream_key] = by_stream.get(item.stream_key, 0) + item.n_samples
+            for key, n in item.written:
+                self.stats.samples += n
+                by_stream[key] = by_stream.get(key, 0) + n
 
     def _split_or_quarantine(self, body: bytes, n_lines: int, batch: list[Pending],
                              err: StoreError) -> bool:
@@ -307,12 +389,12 @@ class WriteLoop:
             half = len(lines) // 2
             first, second = b"".join(lines[:half]), b"".join(lines[half:])
             only = batch[0]
-            samples, only.n_samples = only.n_samples, 0  # count the samples once
+            written, only.written = only.written, ()  # count the samples once
             ok = self._write_lines(first, half, batch)
-            only.n_samples = samples
+            only.written = written
             return ok and self._write_lines(second, n_lines - half, batch)
         self.quarantine(batch[0], f"InfluxDB refused the points (HTTP {err.status}): {err}")
-        batch[0].n_samples = 0
+        batch[0].written = ()
         return True
 
     def ack(self, batch: list[Pending]) -> None:
@@ -324,9 +406,9 @@ class WriteLoop:
                     self.transport.ack(item.mid, item.qos)
                 else:
                     self.stats.stale_acks += 1
-            if item.decoded:
+            if item.key:
                 commits.setdefault((item.site, item.gateway), []).append(
-                    (item.stream_key, item.first_seq))
+                    (item.key, item.first_seq))
         for (site, gateway), done in commits.items():
             try:
                 self.transport.publish(commit_topic(self.settings.prefix, site, gateway),
