@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -128,6 +128,41 @@ def _texts(array: npt.NDArray[Any]) -> list[str]:
                         )[1:-1].decode().split(",")
 
 
+def _column_texts(block: npt.NDArray[Any]) -> tuple[list[list[str]], bool]:
+    """Format each row of a C-contiguous 2-D array (one row per field) as strings; also
+    say whether all values are finite."""
+    if block.shape[1] > 16:  # long rows: one orjson call each is the cheaper split
+        return [_texts(row) for row in block], bool(np.isfinite(block).all())
+    # short rows (the usual few samples per message): one orjson call for all of them;
+    # orjson writes NaN and infinities as null
+    text = orjson.dumps(block, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].decode()
+    return [row.split(",") for row in text.split("],[")], "null" not in text
+
+
+def _seq_texts(first: int, n: int) -> list[str]:
+    """Return the sequence numbers ``first .. first + n - 1`` as strings."""
+    if n <= 64:  # below this str() beats building and serialising an array
+        return list(map(str, range(first, first + n)))
+    return _texts(np.arange(first, first + n, dtype=np.int64))
+
+
+Template = tuple[Callable[..., str], tuple[int, ...] | None, str, tuple[str, ...], str]
+
+
+@functools.lru_cache(maxsize=4096)
+def _templates(stream: StreamSpec, with_text: bool) -> tuple[Template, ...]:
+    """Return per line group: (line format, its columns or None for all, prefix, field keys,
+    tail format); built once per stream, not per batch."""
+    tail = "quality={}i,seq={}i" + (',text="{}"' if with_text else "") + " {}\n"
+    every = tuple(range(len(stream.fields)))
+    out = []
+    for prefix, columns, keys in _groups(stream):
+        head = _brace(prefix) + " " + "".join(f"{_brace(key)}={{}}," for key in keys)
+        out.append(((head + tail).format, None if columns == every else columns, prefix,
+                    keys, tail))
+    return tuple(out)
+
+
 def encode_lines(batch: SampleBatch) -> list[str]:
     """Return the batch as line-protocol lines, each ending in ``\\n``."""
     n = len(batch)
@@ -135,28 +170,25 @@ def encode_lines(batch: SampleBatch) -> list[str]:
         return []
     timestamps = _texts(batch.timestamps_ns)
     qualities = _texts(batch.quality)
-    seqs = _texts(np.arange(batch.first_seq, batch.first_seq + n, dtype=np.int64))
+    seqs = _seq_texts(batch.first_seq, n)
     texts = None
     if batch.text is not None:
         texts = [escape_string(t) for t in batch.text]
-    finite = np.isfinite(batch.values)
     by_column = np.ascontiguousarray(batch.values.T)
     out: list[str] = []
-    for prefix, columns, keys in _groups(batch.stream):
-        cols = [_texts(by_column[j]) for j in columns]
-        head = _brace(prefix) + " " + "".join(f"{_brace(key)}={{}}," for key in keys)
-        tail = "quality={}i,seq={}i" + (',text="{}"' if texts is not None else "") + " {}\n"
-        fmt = (head + tail).format
+    for fmt, columns, prefix, keys, tail in _templates(batch.stream, texts is not None):
+        picked: slice | list[int] = slice(None) if columns is None else list(columns)
+        cols, all_finite = _column_texts(by_column[picked])
         rows: Iterable[tuple[object, ...]]
         if texts is None:
             rows = zip(*cols, qualities, seqs, timestamps, strict=True)
         else:
             rows = zip(*cols, qualities, seqs, texts, timestamps, strict=True)
         lines = [fmt(*row) for row in rows]
-        ok = finite[:, list(columns)].all(axis=1)
-        if not ok.all():
+        if not all_finite:
+            ok = np.isfinite(batch.values[:, picked]).all(axis=1)
             for i in np.flatnonzero(~ok).tolist():
-                values = batch.values[i, list(columns)].tolist()
+                values = batch.values[i, picked].tolist()
                 rest = (qualities[i], seqs[i]) + (() if texts is None else (texts[i],))
                 lines[i] = _slow_line(prefix, keys, values, tail.format(*rest, timestamps[i]))
         out.extend(lines)

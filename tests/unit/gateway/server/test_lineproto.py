@@ -293,3 +293,20 @@ def test_escape_string_has_no_raw_newline(text: str) -> None:
     escaped = escape_string(text)
     assert "\n" not in escaped and "\r" not in escaped
     assert _scan_string(escaped + '"', 0)[0] == text.replace("\n", "\\n").replace("\r", "\\r")
+
+
+@pytest.mark.parametrize("n", [1, 16, 17, 64, 65, 300])
+def test_round_trip_on_both_sides_of_the_bulk_formatting_thresholds(n: int) -> None:
+    """Short batches are formatted in one call per line group, long ones per column: the
+    points are the same either way, non-finite values left out on both paths."""
+    rng = np.random.default_rng(n)
+    for channel_tag, fields in ((None, ("a", "b", "c")), ("side", ("l.x", "l.y", "r.x"))):
+        spec = StreamSpec("site", "dev", "st", fields, ("",) * 3, channel_tag=channel_tag)
+        values = rng.standard_normal((n, 3)) * 10.0 ** rng.integers(-20, 20, (n, 3))
+        values[rng.random((n, 3)) < 0.1] = np.nan
+        values[0, 1] = np.inf
+        batch = make_batch(spec, np.arange(n) * 7, values, rng.integers(0, 3, n),
+                           first_seq=2**40 + n)
+        body, count = encode_batch(batch)
+        assert count == n * lines_per_sample(spec)
+        assert parse_body(body) == _expected_points(batch)
