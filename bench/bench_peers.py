@@ -22,8 +22,11 @@ Printed per side:
     .venv/bin/python bench/bench_peers.py            # ~4.5 min
     .venv/bin/python bench/bench_peers.py --quick    # ~2.5 min (shorter steady window)
 
-The ROS 2 peer (a plain rclpy node writing line protocol) is bench/bench_rclpy.py's
-subject and is not part of this script yet. Everything runs on 127.0.0.1.
+ROS 2 (``--only ros2``, or after the OPC UA table with the default ``--only all``): medgw
+(one chain per driver transport, rclpy and cyclonedds) against a plain rclpy node writing
+line protocol over HTTP, on the same rclpy/Fast DDS publisher and influxd: see
+bench/peers/ros2_side.py (``--ros2-rates``, default 100,1000 Hz). Everything runs on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from bench_floor import (
     percentiles,
     start_pyspy,
 )
-from peers import nodered_flow
+from peers import nodered_flow, ros2_side
 
 from gateway.ops.services import free_port
 
@@ -415,25 +418,44 @@ def main() -> None:
                         help="override one key of medgw's config (e.g. influxdb.flush_ms=100)")
     parser.add_argument("--pyspy", action="store_true",
                         help="py-spy the gateway over the steady window (WORKDIR/run)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "peers.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/results/peers.json (--only ros2: peers_ros2.json)")
+    parser.add_argument("--only", choices=("opcua", "ros2", "all"), default="all",
+                        help="which peers to run (ROS 2: bench/peers/ros2_side.py)")
+    parser.add_argument("--ros2", dest="only", action="store_const", const="ros2",
+                        help="same as --only ros2")
+    parser.add_argument("--ros2-rates", default="100,1000", help="Hz, comma list")
+    parser.add_argument("--ros2-transports", default=",".join(ros2_side.TRANSPORTS))
     args = parser.parse_args()
     seconds = args.seconds or (30.0 if args.quick else 120.0)
+    args.out = args.out or RESULTS / ("peers_ros2.json" if args.only == "ros2" else "peers.json")
     command = "python bench/bench_peers.py " + " ".join(sys.argv[1:])
-    ensure_nodered()
+    if args.only != "ros2":
+        ensure_nodered()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="medgw-peers-"))
     print(f"work dir (logs, data): {work}; load {load_average()}", flush=True)
+    ros2: dict[str, Any] = {}
     with Servers(work) as servers:
-        run = PeerRun(servers, work / "run", args.carriers, args.pyspy,
-                      tuple(args.medgw_set))
-        try:
-            run.setup()
-            run.steady(seconds)
-            if not args.no_faults:
-                run.influx_outage()
-                run.opcua_restart()
-        finally:
-            run.close()
-    doc = report(run.result, command)
+        if args.only != "ros2":
+            run = PeerRun(servers, work / "run", args.carriers, args.pyspy,
+                          tuple(args.medgw_set))
+            try:
+                run.setup()
+                run.steady(seconds)
+                if not args.no_faults:
+                    run.influx_outage()
+                    run.opcua_restart()
+            finally:
+                run.close()
+        if args.only != "opcua":
+            ros2 = ros2_side.run_side(
+                servers, work, min(seconds, 30.0),
+                tuple(float(r) for r in args.ros2_rates.split(",") if r),
+                tuple(t for t in args.ros2_transports.split(",") if t), not args.no_faults)
+    doc = report(run.result, command) if args.only != "ros2" else {"command": command}
+    if ros2:
+        ros2_side.report(ros2, command)
+        doc["ros2"] = ros2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
     print(f"wrote {args.out}")

@@ -18,6 +18,20 @@ steps are measured without it.
     /tmp/venv/bin/python bench/bench_stress.py                 # ~4 min
     /tmp/venv/bin/python bench/bench_stress.py --seconds 20 --rates 250,1000
 
+Publisher and reader (issue 15): ``--publisher cyclone`` (the simulator's own IdlStruct
+types written by cyclonedds, the default) or ``--publisher rclpy`` (the simulator as an
+rclpy node on Fast DDS), and ``--transport cyclonedds`` (the driver's own Cyclone
+participant; it reads Fast DDS with network.ignore_type_information) or ``--transport
+rclpy`` (raw rclpy subscriptions on Fast DDS). Every sample the middleware drops must be
+counted: per topic, simulator wrote = GOOD in InfluxDB + ``medgw_middleware_samples_lost``
+(kinds lost, rejected, stamp_gap; scraped once the flow is quiet, before the gateway
+stops); the ``reader_history_full`` kind counts takes, not samples, and is printed apart.
+With an rclpy reader of a Cyclone publisher the event topics are off (crtk_msgs has no
+Python type support, so the rclpy transport refuses operating_state).
+
+    .venv/bin/python bench/bench_stress.py --publisher rclpy --transport cyclonedds \\
+        --seconds 20 --rates 1000 --profile-seconds 0
+
 Writes bench/results/stress.json (and the raw py-spy stacks next to it).
 """
 
@@ -25,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import re
@@ -32,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +64,76 @@ from bench_floor import (
     Servers,
     distinct_domains,
     influx_good_samples,
+    scrape,
 )
 
 PY_SPY = BIN / "py-spy"
 _LINE_NO = re.compile(r":\d+\)$")
 
 
-def robot_spec(rate_hz: float, domains: list[int]) -> FloorSpec:
+SAMPLE_KINDS = ("lost", "rejected", "stamp_gap")  # medgw_middleware_samples_lost in samples
+PUBLISHERS = {"cyclone": "cyclonedds", "rclpy": "rclpy"}  # --publisher -> simulator transport
+
+
+@dataclass
+class StressRobot(RobotSpec):
+    """A robot whose simulator publishes with ``publisher`` and the driver reads with
+    ``transport``."""
+
+    publisher: str = "cyclone"
+    transport: str = "cyclonedds"
+
+    def device_config(self) -> dict[str, Any]:
+        """Return the gateway config entry, with the driver's transport."""
+        entry = super().device_config()
+        entry["options"]["transport"] = self.transport
+        return entry
+
+    def argv(self, seconds: float) -> list[str]:
+        """Return the simulator command line, with the simulator's transport."""
+        return [*super().argv(seconds), "--transport", PUBLISHERS[self.publisher]]
+
+
+def robot_spec(rate_hz: float, domains: list[int], publisher: str = "cyclone",
+               transport: str = "cyclonedds") -> FloorSpec:
     """Full robots at ``rate_hz`` (one per domain); DDS history deep enough for ~1 s stalls."""
     depth = max(100, int(rate_hz))
-    robots = [RobotSpec(f"robot{i + 1}-{rate_hz:g}hz", domain, rate_hz=rate_hz,
-                        writer_depth=depth, reader_depth=depth)
-              for i, domain in enumerate(domains)]
+    events = not (publisher == "cyclone" and transport == "rclpy")
+    robots: list[RobotSpec] = [
+        StressRobot(f"robot{i + 1}-{rate_hz:g}hz", domain, rate_hz=rate_hz, events=events,
+                    writer_depth=depth, reader_depth=depth, publisher=publisher,
+                    transport=transport)
+        for i, domain in enumerate(domains)]
     return FloorSpec(robots=robots)
+
+
+class StressRun(FloorRun):
+    """A FloorRun that also scrapes the middleware loss per topic once the flow is quiet."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.middleware: dict[str, dict[str, float]] = {}
+
+    def _drain(self, result: RunResult) -> None:
+        for robot in self.spec.robots:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.children[f"robot-sim-{robot.device}"].proc.wait(60)
+        # the watch reports every 0.5 s: wait until the received counts are quiet
+        self._stable(lambda: {k: int(sum(v.values())) for k, v in scrape(self.health_port)
+                              .items() if k == "medgw_samples_received_total"}, quiet_s=2.0)
+        time.sleep(1.0)
+        self.middleware = middleware_loss(scrape(self.health_port))
+        super()._drain(result)
+
+
+def middleware_loss(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Return medgw_middleware_samples_lost as {device/topic: {kind: n}}."""
+    out: dict[str, dict[str, float]] = {}
+    for labels, value in metrics.get("medgw_middleware_samples_lost_total", {}).items():
+        parts = dict(item.split("=", 1) for item in labels.split(",") if "=" in item)
+        key = f"{parts.get('device', '').strip(chr(34))}{parts.get('topic', '').strip(chr(34))}"
+        out.setdefault(key, {})[parts.get("kind", "").strip('"')] = value
+    return out
 
 
 def parse_step(text: str) -> tuple[float, int]:
@@ -78,8 +150,10 @@ def stale_markers(servers: Servers, device: str) -> int:
     return sum(int(r.get("count") or 0) for r in rows)
 
 
-def step_verdict(spec: FloorSpec, result: RunResult, servers: Servers) -> dict[str, Any]:
-    """Compare per topic: simulator wrote vs GOOD samples in InfluxDB; gateway vs InfluxDB."""
+def step_verdict(spec: FloorSpec, result: RunResult, servers: Servers,
+                 middleware: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """Compare per topic: simulator wrote vs GOOD samples in InfluxDB (+ middleware loss)."""
+    middleware = middleware or {}
     per_topic: dict[str, tuple[int, int]] = {}
     markers = 0
     for robot in spec.robots:
@@ -99,7 +173,20 @@ def step_verdict(spec: FloorSpec, result: RunResult, servers: Servers) -> dict[s
     health = {k: v for k, v in differing.items() if k.endswith("/topic-health")}
     other = {k: v for k, v in differing.items() if k not in health}
     nominal = sum(r.messages_per_s() for r in spec.robots)
+    counted = {t: int(sum(middleware.get(t, {}).get(k, 0) for k in SAMPLE_KINDS))
+               for t in per_topic}
+    unaccounted = {t: p - g - counted[t] for t, (p, g) in per_topic.items()
+                   if p - g - counted[t] != 0}
+    first = spec.robots[0]
     return {
+        "publisher": getattr(first, "publisher", "cyclone"),
+        "transport": getattr(first, "transport", "cyclonedds"),
+        "middleware_counted": sum(counted.values()),
+        "middleware_by_kind": {k: int(sum(v.get(k, 0) for v in middleware.values()))
+                               for k in (*SAMPLE_KINDS, "reader_history_full")},
+        "middleware_per_topic": middleware,
+        "accounted": wrote == stored_good + sum(counted.values()) and not unaccounted,
+        "unaccounted_topics": unaccounted,
         "rate_hz": spec.robots[0].rate_hz, "robots": len(spec.robots),
         "nominal_msg_s": nominal, "sim_wrote": wrote, "sim_msg_s": round(wrote / result.seconds),
         "good_in_influx": stored_good, "lost_source_to_influx": wrote - stored_good,
@@ -216,8 +303,15 @@ def main() -> None:
                         help="Hz per topic, comma list; RATExN runs N robots at once")
     parser.add_argument("--profile-rate", type=float, default=1000.0)
     parser.add_argument("--profile-seconds", type=float, default=30.0, help="0: no profile")
+    parser.add_argument("--publisher", choices=tuple(PUBLISHERS), default="cyclone",
+                        help="the simulator's DDS: cyclone (IdlStructs) or rclpy (Fast DDS)")
+    parser.add_argument("--transport", choices=("cyclonedds", "rclpy"), default="cyclonedds",
+                        help="the ros2 driver's transport")
     parser.add_argument("--out", type=Path, default=RESULTS / "stress.json")
     args = parser.parse_args()
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # every child: this box only
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    pair = {"publisher": args.publisher, "transport": args.transport}
     command = "python bench/bench_stress.py " + " ".join(sys.argv[1:])
     work = Path(tempfile.mkdtemp(prefix="medgw-stress-"))
     plan = [parse_step(r) for r in args.rates.split(",") if r.strip()]
@@ -229,13 +323,14 @@ def main() -> None:
     with Servers(work) as servers:
         used = 0
         for rate, robots in plan:
-            spec = robot_spec(rate, domains[used:used + robots])
+            spec = robot_spec(rate, domains[used:used + robots], **pair)
             used += robots
-            result = FloorRun(servers, spec, work / f"step-{rate:g}x{robots}").run(args.seconds)
-            steps.append(step_verdict(spec, result, servers))
+            run = StressRun(servers, spec, work / f"step-{rate:g}x{robots}")
+            result = run.run(args.seconds)
+            steps.append(step_verdict(spec, result, servers, run.middleware))
             print(f"step {rate:g} Hz x{robots}: {json.dumps(steps[-1])}", flush=True)
         if args.profile_seconds > 0:
-            spec = robot_spec(args.profile_rate, domains[-1:])
+            spec = robot_spec(args.profile_rate, domains[-1:], **pair)
             profiler = Profiler(work, 5.0, max(5.0, args.profile_seconds - 8.0))
             result = FloorRun(servers, spec, work / "profile", latency=False,
                               during=profiler).run(args.profile_seconds)
@@ -257,6 +352,16 @@ def main() -> None:
 def print_stress(steps: list[dict[str, Any]], profile: dict[str, Any], command: str) -> None:
     """Print the steps table, the verdict and the profiles."""
     print(f"\ncommand: {command}")
+    print("\n| publisher -> transport | rate Hz x robots | sim wrote | GOOD in InfluxDB | "
+          "counted as middleware loss (lost+rejected+stamp_gap) | wrote = stored + counted | "
+          "reader_history_full takes |\n|---|---|---:|---:|---:|:---:|---:|")
+    for s in steps:
+        kinds = s["middleware_by_kind"]
+        print(f"| {s['publisher']} -> {s['transport']} | {s['rate_hz']:g} x{s['robots']} | "
+              f"{s['sim_wrote']} | {s['good_in_influx']} | {s['middleware_counted']} "
+              f"({kinds['lost']}+{kinds['rejected']}+{kinds['stamp_gap']}) | "
+              f"{'yes' if s['accounted'] else 'NO ' + json.dumps(s['unaccounted_topics'])} | "
+              f"{kinds['reader_history_full']} |")
     print("\n| rate Hz x robots | nominal msg/s | sim wrote msg/s | lost sim->InfluxDB (GOOD) | "
           "lost gateway->InfluxDB (data) | lossless | STALE markers | health events "
           "overwritten | gateway CPU % | ingest CPU % | sims CPU % | influxd CPU % | "
