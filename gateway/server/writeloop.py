@@ -3,19 +3,18 @@ ack in arrival order -> commit.
 
 ``receive()`` runs in the transport's thread (paho's): it decodes and encodes to line
 protocol (stateless CPU work that overlaps the writer's wait on InfluxDB) and queues the
-message in the byte-bounded Inbox. A bundle (several streams of one device in one message,
-gateway/wire/bundle.py) is decoded part by part: a bad part is quarantined alone, the others
-are written, and the record is confirmed under its composite key. ``run()`` is the writer
-thread: it gathers what is queued, up to the line budget, and writes as soon as the inbox
-is empty (``flush_s`` > 0: waits up to that long for the budget to fill; under load messages
-pile up during a write, so batches grow by themselves), skips duplicates (SeqTracker, keyed on
-gateway, epoch and stream), quarantines what cannot be stored, writes one body, retries
-transient errors with the shared Backoff (honouring Retry-After), splits to isolate a
-refused message, then acknowledges every message of the batch in arrival order and
-confirms the data messages to their gateways. A message received on an earlier
-connection is written but not acknowledged (its packet id means nothing on the new one).
+message in the byte-bounded Inbox. A bundle (several streams of one device, see
+gateway/wire/bundle.py) is decoded part by part: a bad part is quarantined alone. ``run()``
+is the writer thread: it takes what is queued, up to the line budget, and writes as soon as
+the inbox is empty (``flush_s`` > 0: waits up to that long to fill the budget; under load
+messages pile up during a write, so batches grow by themselves). It skips duplicates
+(SeqTracker, keyed on gateway, epoch and stream), quarantines what cannot be stored, writes
+one body, retries transient errors with the shared Backoff (honouring Retry-After), splits
+to isolate a refused message, then acknowledges every message of the batch in arrival
+order and confirms the data messages (composite key for a bundle) to their gateways. A
+message received on an earlier connection is written but not acknowledged.
 
-Between threads: messages cross in the Inbox (a lock and a condition). Everything else is
+Between threads: messages cross in the Inbox (one lock, two conditions). Everything else is
 written by one thread only and read by others as a single reference or int (``generation``
 by the transport thread; ``stats``, ``store_error`` and the tracker by the writer; /health
 reads copies), so no reader ever sees a half-made value.
@@ -106,11 +105,6 @@ class Pending:
     error: str | None = None  # the whole message cannot be stored
     part_errors: tuple[str, ...] = ()  # bad parts of a bundle, each quarantined alone
 
-    @property
-    def n_samples(self) -> int:
-        """Return the new samples this message writes (0 until prepared)."""
-        return sum(n for _, n in self.written)
-
 
 @dataclass
 class LoopSettings:
@@ -143,6 +137,11 @@ class WriteLoop:
         self.store_error: str | None = None  # the last write failure, None once one succeeds
         self.stop_event = threading.Event()
         self._backoff = backoff or Backoff(0.2, 10.0)
+        self._status_slashes = settings.prefix.count("/") + 3  # {prefix}/{site}/{gw}/status
+
+    def is_status(self, topic: str) -> bool:
+        """True for a gateway's status topic (not a device's bundle named ``status``)."""
+        return topic.endswith("/status") and topic.count("/") == self._status_slashes
 
     # -- transport thread ------------------------------------------------------------------
     def receive(self, mid: int, qos: int, topic: str, payload: bytes) -> bool:
@@ -152,7 +151,7 @@ class WriteLoop:
         more), so a large message costs its lines and arrays, a large malformed one nothing.
         """
         item = Pending(mid, qos, topic, payload, self.generation, len(payload))
-        status = topic.endswith("/status")
+        status = self.is_status(topic)
         if not status:
             self._decode(item)
         elif len(payload) > MAX_STATUS_BYTES:
@@ -207,8 +206,9 @@ class WriteLoop:
                     (gateway, epoch, site, device):
                 raise PayloadError(
                     f"bundle: part {index} is {part.gateway[:200]}/{part.epoch} "
-                    f"{stream.key[:300]}, part 0 {gateway[:200]}/{epoch} {first.stream.key[:300]}"
-                    ": every part must share site, device, gateway and epoch")
+                    f"{stream.key[:300]}, part {good[0][0]} {gateway[:200]}/{epoch} "
+                    f"{first.stream.key[:300]}: every part must share site, device, gateway "
+                    "and epoch")
         expected = bundle_topic(self.settings.prefix, site, device)
         if item.topic != expected:
             raise PayloadError(f"topic {item.topic[:200]} does not match the bundle's device "
@@ -292,7 +292,7 @@ class WriteLoop:
         """
         self.stats.messages += 1
         batches, item.batches = item.batches, ()
-        if item.topic.endswith("/status"):
+        if self.is_status(item.topic):
             self._record_status(item)
         elif not batches:
             self.quarantine(item, item.error or "not decoded")

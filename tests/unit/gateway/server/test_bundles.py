@@ -234,3 +234,18 @@ def test_flush_ms_defaults_to_write_when_idle() -> None:
     assert loaded.config.influxdb.flush_ms == 0
     ingest = Ingest(loaded, writer=FakeWriter())
     assert ingest.loop.settings.flush_s == 0
+
+
+def test_a_device_named_status_is_data_not_a_gateway_status() -> None:
+    """Its bundle topic ends in /status one level above a gateway's status topic."""
+    writer = FakeWriter()
+    loop, transport = make_loop(writer)
+    spec = StreamSpec("site", "status", "pose", ("x", "y"), ("", ""))
+    loop.receive(1, 1, bundle_topic("medgw/v1", "site", "status"),
+                 encode_bundle([part(spec, 0, 2)]))
+    loop.receive(2, 1, "medgw/v1/site/gw/status",
+                 b'{"site": "site", "gateway": "gw", "state": "online"}')
+    drain(loop)
+    assert loop.stats.malformed == 0 and writer.lines() == 2
+    assert loop.stats.status_messages == 1 and loop.stats.gateways == {"site/gw": "online"}
+    assert transport.acks == [1, 2]
