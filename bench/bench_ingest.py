@@ -4,6 +4,13 @@ mosquitto and a real influxd, in the same run.
 
     python bench/bench_ingest.py [--samples 200000] [--width 7] [--batch 1000]
                                  [--lines-per-write 5000] [--rounds 3] [--encoding json|binary]
+                                 [--bundle 1] [--flush-ms 0] [--rate 0]
+
+``--bundle N``: N streams of one device, each message a bundle of one batch per stream (as
+the publisher sends at every scan); 1 sends plain single-stream messages. The ingest's CPU
+(its paho and writer threads, thread CPU clocks) is printed per point next to the rates.
+``--rate R`` paces the publisher at R messages/s (0: as fast as the window allows), for the
+CPU per point at a given load rather than at saturation (points/s then is the rate's).
 
 Both paths write into their own fresh database on the same influxd. The medgw figure is
 points/s from the first MQTT publish until the ingest wrote the last point (the messages
@@ -24,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 import paho.mqtt.client as mqtt
 import requests
 from paho.mqtt.enums import CallbackAPIVersion
@@ -36,20 +44,47 @@ from gateway.model import SampleBatch, StreamSpec, make_batch  # noqa: E402
 from gateway.ops.services import InfluxdService, MosquittoService  # noqa: E402
 from gateway.server.ingest import Ingest  # noqa: E402
 from gateway.server.lineproto import encode_batch  # noqa: E402
+from gateway.wire.bundle import encode_bundle  # noqa: E402
 from gateway.wire.payload import ENCODERS  # noqa: E402
-from gateway.wire.topics import data_topic  # noqa: E402
+from gateway.wire.topics import bundle_topic, data_topic  # noqa: E402
 
 INFLIGHT = 256
 
 
-def make_batches(samples: int, width: int, batch: int) -> list[SampleBatch]:
-    """The benchmark data: one stream, ``samples`` rows of ``width`` random floats."""
-    spec = StreamSpec("bench", "dev", "js", tuple(f"f{i}" for i in range(width)),
-                      ("",) * width, rate_hz=1000.0, measurement="bench")
-    values = np.random.default_rng(1).standard_normal((samples, width))
-    ts = np.arange(samples, dtype=np.int64) * 1_000_000 + 1_700_000_000_000_000_000
-    return [make_batch(spec, ts[i:i + batch], values[i:i + batch], first_seq=i)
-            for i in range(0, samples, batch)]
+Message = list[SampleBatch]  # one batch per stream of the bundle (one for a plain message)
+
+
+def make_messages(samples: int, width: int, batch: int, streams: int = 1) -> list[Message]:
+    """The benchmark data: ``samples`` rows of ``width`` random floats over ``streams``
+    streams of one device; each message holds ``batch`` rows of every stream."""
+    specs = [StreamSpec("bench", "dev", "js" if streams == 1 else f"js{k}",
+                        tuple(f"f{i}" for i in range(width)), ("",) * width, rate_hz=1000.0,
+                        measurement="bench") for k in range(streams)]
+    rows = samples // streams
+    values = np.random.default_rng(1).standard_normal((rows, width))
+    ts = np.arange(rows, dtype=np.int64) * 1_000_000 + 1_700_000_000_000_000_000
+    return [[make_batch(spec, ts[i:i + batch], values[i:i + batch], first_seq=i)
+             for spec in specs] for i in range(0, rows, batch)]
+
+
+def flat(messages: list[Message]) -> list[SampleBatch]:
+    """Every batch of every message, in order."""
+    return [batch for message in messages for batch in message]
+
+
+def thread_cpu_s(threads: list[threading.Thread]) -> float:
+    """Return the CPU seconds the given live threads have used so far."""
+    total = 0.0
+    for thread in threads:
+        if thread.ident is not None and thread.is_alive():
+            total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    return total
+
+
+def ingest_threads(ingest: Ingest) -> list[threading.Thread]:
+    """The ingest's paho network thread and its writer thread."""
+    paho = getattr(getattr(ingest.transport, "client", None), "_thread", None)
+    return [t for t in (paho, ingest._thread) if isinstance(t, threading.Thread)]
 
 
 def raw_write(url: str, db: str, batches: list[SampleBatch], lines_per_write: int,
@@ -80,14 +115,16 @@ def encode_batch_group(batches: list[SampleBatch]) -> bytes:
 
 
 def medgw_ingest(broker: MosquittoService, influxd: InfluxdService, db: str,
-                 batches: list[SampleBatch], lines_per_write: int, use_gzip: bool,
-                 encoding: str = "json") -> float:
-    """Publish the batches' payloads; the medgw ingest writes them; points/s end to end."""
+                 messages: list[Message], lines_per_write: int, use_gzip: bool,
+                 encoding: str = "json", flush_ms: float = 0.0,
+                 rate: float = 0.0) -> tuple[float, float]:
+    """Publish the messages; the medgw ingest writes them; (points/s end to end, ingest CPU
+    µs per point)."""
     loaded = parse_config({
         "site": "bench", "gateway": "gw",
         "mqtt": {"port": broker.port},
         "influxdb": {"url": influxd.url, "database": db, "batch_lines": lines_per_write,
-                     "flush_ms": 50, "gzip": use_gzip},
+                     "flush_ms": flush_ms, "gzip": use_gzip},
         "ingest": {"client_id": f"bench-{db}", "max_pending_messages": 4000,
                    "record_gaps": False},
         "health": {"enabled": False},
@@ -95,9 +132,16 @@ def medgw_ingest(broker: MosquittoService, influxd: InfluxdService, db: str,
     ingest = Ingest(loaded)
     ingest.start()
     ingest.wait_subscribed(15)
-    payloads = [ENCODERS[encoding](b, "gw") for b in batches]
-    topic = data_topic("medgw/v1", batches[0].stream)
-    points = sum(len(b) for b in batches)
+    encoder = ENCODERS[encoding]
+    payloads = [encoder(m[0], "gw") if len(m) == 1 else encode_bundle([encoder(b, "gw")
+                                                                        for b in m])
+                for m in messages]
+    first = messages[0][0].stream
+    topic = data_topic("medgw/v1", first) if len(messages[0]) == 1 else \
+        bundle_topic("medgw/v1", first.site, first.device)
+    points = sum(len(b) for b in flat(messages))
+    threads = ingest_threads(ingest)
+    cpu_before = thread_cpu_s(threads)
     window = threading.BoundedSemaphore(INFLIGHT)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{db}",
                          protocol=mqtt.MQTTv5)
@@ -106,19 +150,22 @@ def medgw_ingest(broker: MosquittoService, influxd: InfluxdService, db: str,
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     start = time.perf_counter()
-    for payload in payloads:
+    for i, payload in enumerate(payloads):
+        if rate > 0:
+            time.sleep(max(0.0, start + i / rate - time.perf_counter()))
         window.acquire()
         client.publish(topic, payload, qos=1)
     deadline = start + 300
     while ingest.stats.samples < points and time.perf_counter() < deadline:
         time.sleep(0.002)
     elapsed = time.perf_counter() - start
+    cpu = thread_cpu_s(threads) - cpu_before
     client.disconnect()
     client.loop_stop()
     ingest.stop()
     if ingest.stats.samples < points:
         raise SystemExit(f"ingest wrote only {ingest.stats.samples} of {points} points")
-    return points / elapsed
+    return points / elapsed, cpu / points * 1e6
 
 
 def count(influxd: InfluxdService, db: str) -> int:
@@ -137,30 +184,52 @@ def main() -> None:
                         help="payload encoding the gateway would publish")
     parser.add_argument("--rounds", type=int, default=3,
                         help="each round runs both paths with gzip off and on; medians printed")
+    parser.add_argument("--bundle", type=int, default=1,
+                        help="streams per message (one bundle per message when > 1)")
+    parser.add_argument("--flush-ms", type=float, default=0.0,
+                        help="the ingest's influxdb.flush_ms (0: write when the inbox is empty)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="messages per second (0: as fast as the ingest takes them)")
+    parser.add_argument("--json", type=Path, help="also write the medians to this file")
     args = parser.parse_args()
-    batches = make_batches(args.samples, args.width, args.batch)
+    messages = make_messages(args.samples, args.width, args.batch, args.bundle)
+    samples = sum(len(b) for b in flat(messages))
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     rows = []
     try:
-        rows = run_all(tmp, batches, args.samples, args.lines_per_write, args.encoding,
-                       args.rounds)
+        rows = run_all(tmp, messages, samples, args.lines_per_write, args.encoding,
+                       args.rounds, args.flush_ms, args.rate)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{args.samples} points x {args.width} float fields, MQTT batches of {args.batch} "
-          f"samples ({args.encoding}), {args.lines_per_write} lines per /write, influxd 1.x "
-          f"on loopback, median of {args.rounds} rounds")
-    print(f"{'gzip':6} {'raw HTTP /write pts/s':>22} {'medgw ingest pts/s':>20} {'ratio':>7}")
-    for use_gzip, raw, ours in rows:
-        print(f"{'on' if use_gzip else 'off':6} {raw:22,.0f} {ours:20,.0f} {ours / raw:7.2f}")
+    print(f"{samples} points x {args.width} float fields, MQTT messages of {args.bundle} "
+          f"stream(s) x {args.batch} samples ({args.encoding}), {args.lines_per_write} lines "
+          f"per /write, flush_ms {args.flush_ms:g}, rate {args.rate:g} msg/s, influxd 1.x on "
+          f"loopback, median of {args.rounds} rounds")
+    print(f"{'gzip':6} {'raw HTTP /write pts/s':>22} {'medgw ingest pts/s':>20} {'ratio':>7} "
+          f"{'ingest CPU us/pt':>17}")
+    for use_gzip, raw, ours, cpu in rows:
+        print(f"{'on' if use_gzip else 'off':6} {raw:22,.0f} {ours:20,.0f} {ours / raw:7.2f} "
+              f"{cpu:17.2f}")
+    if args.json is not None:
+        args.json.write_bytes(orjson.dumps({
+            "command": " ".join(sys.argv), "samples": samples, "width": args.width,
+            "batch": args.batch, "bundle": args.bundle, "encoding": args.encoding,
+            "flush_ms": args.flush_ms, "rate": args.rate,
+            "rows": [{"gzip": g, "raw_pts_s": r, "medgw_pts_s": o, "ingest_cpu_us_per_pt": c}
+                     for g, r, o, c in rows]}, option=orjson.OPT_INDENT_2))
 
 
-def run_all(tmp: Path, batches: list[SampleBatch], samples: int, lines_per_write: int,
-            encoding: str, rounds: int = 1) -> list[tuple[bool, float, float]]:
+def run_all(tmp: Path, messages: list[Message], samples: int, lines_per_write: int,
+            encoding: str, rounds: int = 1,
+            flush_ms: float = 0.0,
+            rate: float = 0.0) -> list[tuple[bool, float, float, float]]:
     """Both paths, gzip off then on, ``rounds`` times, against one mosquitto and one influxd.
 
-    Returns (gzip, median raw points/s, median medgw points/s) per gzip setting.
+    Returns (gzip, median raw points/s, median medgw points/s, median ingest CPU µs per
+    point) per gzip setting.
     """
-    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    batches = flat(messages)
+    runs: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     with MosquittoService(tmp / "mosquitto") as broker, InfluxdService(tmp / "influxd") as influxd:
         for round_no in range(rounds):
             for use_gzip in (False, True):
@@ -169,14 +238,16 @@ def run_all(tmp: Path, batches: list[SampleBatch], samples: int, lines_per_write
                 influxd.create_database(raw_db)
                 influxd.create_database(our_db)
                 raw = raw_write(influxd.url, raw_db, batches, lines_per_write, use_gzip)
-                ours = medgw_ingest(broker, influxd, our_db, batches, lines_per_write, use_gzip,
-                                    encoding)
+                ours, cpu = medgw_ingest(broker, influxd, our_db, messages, lines_per_write,
+                                         use_gzip, encoding, flush_ms, rate)
                 assert count(influxd, raw_db) == count(influxd, our_db) == samples
-                runs[use_gzip].append((raw, ours))
+                runs[use_gzip].append((raw, ours, cpu))
                 print(f"round {round_no + 1} gzip {'on' if use_gzip else 'off'}: raw {raw:,.0f}"
-                      f"  medgw {ours:,.0f}  ratio {ours / raw:.2f}", flush=True)
-    return [(use_gzip, statistics.median(r for r, _ in pairs),
-             statistics.median(o for _, o in pairs)) for use_gzip, pairs in runs.items()]
+                      f"  medgw {ours:,.0f}  ratio {ours / raw:.2f}  ingest CPU {cpu:.2f} "
+                      "us/pt", flush=True)
+    return [(use_gzip, statistics.median(r for r, _, _ in runs_),
+             statistics.median(o for _, o, _ in runs_),
+             statistics.median(c for _, _, c in runs_)) for use_gzip, runs_ in runs.items()]
 
 
 if __name__ == "__main__":
