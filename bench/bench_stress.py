@@ -95,9 +95,10 @@ class StressRobot(RobotSpec):
 
 
 def robot_spec(rate_hz: float, domains: list[int], publisher: str = "cyclone",
-               transport: str = "cyclonedds") -> FloorSpec:
-    """Full robots at ``rate_hz`` (one per domain); DDS history deep enough for ~1 s stalls."""
-    depth = max(100, int(rate_hz))
+               transport: str = "cyclonedds", depth: int | None = None) -> FloorSpec:
+    """Full robots at ``rate_hz`` (one per domain); DDS history deep enough for ~1 s stalls
+    unless ``depth`` (writer and reader keep-last) is given."""
+    depth = depth or max(100, int(rate_hz))
     events = not (publisher == "cyclone" and transport == "rclpy")
     robots: list[RobotSpec] = [
         StressRobot(f"robot{i + 1}-{rate_hz:g}hz", domain, rate_hz=rate_hz, events=events,
@@ -307,11 +308,15 @@ def main() -> None:
                         help="the simulator's DDS: cyclone (IdlStructs) or rclpy (Fast DDS)")
     parser.add_argument("--transport", choices=("cyclonedds", "rclpy"), default="cyclonedds",
                         help="the ros2 driver's transport")
+    parser.add_argument("--depth", type=int, default=None,
+                        help="writer and reader keep-last depth (default 1 s of samples); "
+                             "small values make the middleware drop samples")
     parser.add_argument("--out", type=Path, default=RESULTS / "stress.json")
     args = parser.parse_args()
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # every child: this box only
     os.environ.pop("ROS_STATIC_PEERS", None)
-    pair = {"publisher": args.publisher, "transport": args.transport}
+    pair: dict[str, Any] = {"publisher": args.publisher, "transport": args.transport,
+                             "depth": args.depth}
     command = "python bench/bench_stress.py " + " ".join(sys.argv[1:])
     work = Path(tempfile.mkdtemp(prefix="medgw-stress-"))
     plan = [parse_step(r) for r in args.rates.split(",") if r.strip()]
