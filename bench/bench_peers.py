@@ -25,8 +25,8 @@ Printed per side:
 ROS 2 (``--only ros2``, or after the OPC UA table with the default ``--only all``): medgw
 (one chain per driver transport, rclpy and cyclonedds) against a plain rclpy node writing
 line protocol over HTTP, on the same rclpy/Fast DDS publisher and influxd: see
-bench/peers/ros2_side.py (``--ros2-rates``, default 100,1000 Hz). Everything runs on
-127.0.0.1.
+bench/peers/ros2_side.py (``--ros2-rates``, default 100,1000 Hz; 30 s per rate and a
+40 s outage phase, about 4 min more). Everything runs on 127.0.0.1.
 """
 
 from __future__ import annotations
