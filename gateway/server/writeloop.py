@@ -23,6 +23,7 @@ reads copies), so no reader ever sees a half-made value.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -113,6 +114,7 @@ class LoopSettings:
     prefix: str = "medgw/v1"
     batch_lines: int = 5000
     flush_s: float = 0.0  # 0: write as soon as nothing more is queued
+    commit_every_s: float = 0.1  # confirmations go out at most this often
     max_pending_bytes: int = 64 * 1024 * 1024
 
 
@@ -138,6 +140,8 @@ class WriteLoop:
         self.stop_event = threading.Event()
         self._backoff = backoff or Backoff(0.2, 10.0)
         self._status_slashes = settings.prefix.count("/") + 3  # {prefix}/{site}/{gw}/status
+        self._commits: dict[tuple[str, str], list[tuple[str, int]]] = {}  # not yet sent
+        self._last_commit = -math.inf  # monotonic time of the last send
 
     def is_status(self, topic: str) -> bool:
         """True for a gateway's status topic (not a device's bundle named ``status``)."""
@@ -251,10 +255,12 @@ class WriteLoop:
             batch = self.collect()
             if batch:
                 self.process(batch)
+            self.send_commits()
             if self.gap_checker is not None:
                 self.gap_checker.check()
                 self.stats.gaps, self.stats.missing = self.gap_checker.gaps, \
                     self.gap_checker.missing
+        self.send_commits(force=True)
 
     def collect(self) -> list[Pending]:
         """Gather what is queued, up to the line budget; wait only for the first message.
@@ -267,6 +273,9 @@ class WriteLoop:
         wait = self.settings.flush_s or IDLE_WAIT_S
         if self.gap_checker is not None:
             wait = min(wait, self.gap_checker.interval_s)
+        if self._commits:  # wake up in time to send them
+            wait = min(wait, max(0.0, self._last_commit + self.settings.commit_every_s
+                                 - time.monotonic()))
         first = self.inbox.get(wait)
         if first is None:
             return []
@@ -399,7 +408,7 @@ class WriteLoop:
 
     def ack(self, batch: list[Pending]) -> None:
         """PUBACK every message in arrival order, then confirm data to its gateways."""
-        commits: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        commits = self._commits
         for item in batch:
             if item.qos > 0:
                 if item.generation == self.generation:
@@ -409,6 +418,17 @@ class WriteLoop:
             if item.key:
                 commits.setdefault((item.site, item.gateway), []).append(
                     (item.key, item.first_seq))
+        self.send_commits()
+
+    def send_commits(self, force: bool = False) -> None:
+        """Confirm the written records to their gateways: at once after a quiet spell, else
+        at most every ``commit_every_s``, so one write per message (flush_s 0 at a low rate)
+        does not also cost one commit message per message."""
+        now = time.monotonic()
+        if not self._commits or (not force and
+                                 now - self._last_commit < self.settings.commit_every_s):
+            return
+        commits, self._commits, self._last_commit = self._commits, {}, now
         for (site, gateway), done in commits.items():
             try:
                 self.transport.publish(commit_topic(self.settings.prefix, site, gateway),

@@ -21,7 +21,7 @@ from gateway.wire.bundle import bundle_key, encode_bundle
 from gateway.wire.payload import ENCODERS, encode
 from gateway.wire.topics import bundle_topic, data_topic
 from tests.helpers import wait_until
-from tests.unit.gateway.server.test_writeloop import FakeWriter, make_loop
+from tests.unit.gateway.server.test_writeloop import FakeWriter, PahoLikeTransport, make_loop
 
 STREAMS = [StreamSpec("site", "cart", name, ("x", "y"), ("", ""), measurement="cart")
            for name in ("pose", "battery", "load")]
@@ -47,8 +47,10 @@ def commits(transport: Any) -> list[list[Any]]:
 
 
 def drain(loop: WriteLoop) -> None:
+    """Write and acknowledge what is queued, then send the confirmations held back."""
     while len(loop.inbox):
         loop.process(loop.collect())
+    loop.send_commits(force=True)
 
 
 @pytest.mark.parametrize("encoding", ["json", "binary"])
@@ -249,3 +251,45 @@ def test_a_device_named_status_is_data_not_a_gateway_status() -> None:
     assert loop.stats.malformed == 0 and writer.lines() == 2
     assert loop.stats.status_messages == 1 and loop.stats.gateways == {"site/gw": "online"}
     assert transport.acks == [1, 2]
+
+
+def test_commits_after_a_quiet_spell_go_at_once_later_ones_together() -> None:
+    """One write per message (flush_s 0) does not cost one commit message per message: the
+    first confirmation goes out with its write, the next ones are held (here for an hour)
+    and sent together, at the latest when the writer stops."""
+    loop, writer = idle_loop(0.0)
+    loop.settings.commit_every_s = 3600.0
+    transport = loop.transport
+    assert isinstance(transport, PahoLikeTransport)
+    loop.receive(1, 1, SINGLE_TOPIC, single(0))
+    loop.process(loop.collect())
+    assert len(transport.commits()) == 1  # at once
+    for seq in (1, 2):
+        loop.receive(seq + 1, 1, SINGLE_TOPIC, single(seq))
+        loop.process(loop.collect())
+    assert len(writer.bodies) == 3 and transport.acks == [1, 2, 3]
+    assert len(transport.commits()) == 1  # written and acknowledged, confirmation held
+    loop.stop()
+    loop.run()  # drains (nothing left) and returns: stopped
+    assert [doc["c"] for _, doc in transport.commits()] == [
+        [["site/dev/js", 0]], [["site/dev/js", 1], ["site/dev/js", 2]]]
+
+
+def test_the_writer_sends_held_commits_without_further_messages() -> None:
+    loop, _ = idle_loop(0.0)
+    loop.settings.commit_every_s = 0.05
+    transport = loop.transport
+    assert isinstance(transport, PahoLikeTransport)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        for seq in range(3):
+            loop.receive(seq + 1, 1, SINGLE_TOPIC, single(seq))
+        wait_until(lambda: sum(len(doc["c"]) for _, doc in transport.commits()) == 3, 10,
+                   message="every record confirmed")
+        assert loop.stop_event.is_set() is False  # sent by the running writer, not by stop
+    finally:
+        loop.stop()
+        thread.join(10)
+    assert [c for _, doc in transport.commits() for c in doc["c"]] == [
+        ["site/dev/js", seq] for seq in range(3)]
