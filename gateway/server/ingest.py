@@ -7,9 +7,11 @@ redelivers. A malformed payload is counted, sent to the dead-letter topic (and f
 and acknowledged: it never stops the worker.
 
 After the write and the PUBACK, the worker confirms each data message to its gateway on
-``{prefix}_ctl/commit/{site}/{gateway}`` (stream key and first sequence number): the gateway
-keeps a record in its spool until then and sends it again when nobody confirmed it, so
-messages a killed worker or a killed broker held are not lost. Sessions are clean by
+``{prefix}_ctl/commit/{site}/{gateway}`` (record key and first sequence number; a device
+bundle's key names each part, gateway/wire/bundle.py; confirmations share a message, sent
+at most every 100 ms after the first): the gateway keeps a record in its spool until then
+and sends it again when nobody confirmed it, so messages a killed worker or a killed broker
+held are not lost. Sessions are clean by
 default (``ingest.session_expiry_s: 0``), so a dead worker's share does not wait in the
 broker for it. Once subscribed, a worker announces itself (retained, with an "offline"
 Will) on ``{prefix}_ctl/ingest/{client_id}/status``; gateways wait for that after a broker
