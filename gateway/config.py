@@ -152,7 +152,7 @@ class PublisherConfig(Strict):
                                   "samples at the first scan that finds nothing appended since "
                                   "the previous one (lower latency, one message per source "
                                   "burst: more messages and CPU, see BENCHMARKS.md Peers)")
-    bundle: bool = Field(default=False, description="one MQTT message per device and "
+    bundle: bool = Field(default=True, description="one MQTT message per device and "
                          "publisher scan (<= 50 ms) holding every stream of the device with "
                          "pending samples, on medgw/v1/{site}/{device} (gateway/wire/bundle.py); "
                          "false: one message per stream on its own topic, batched by "

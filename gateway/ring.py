@@ -175,6 +175,15 @@ class StreamRing:
 
     def _copy_out(self, start: int, stop: int) -> SampleBatch:
         n = stop - start
+        slot = start % self.capacity
+        if slot + n <= self.capacity:  # one span (the usual case): copy the slices
+            end = slot + n
+            return SampleBatch(
+                self.stream, self._ts[slot:end].copy(), self._values[slot:end].copy(),
+                self._quality[slot:end].copy(), start,
+                text=None if self._text is None else tuple(self._text[slot:end].tolist()),
+                receive_ns=self._rx[slot:end].copy(),
+            )
         ts = np.empty(n, dtype=np.int64)
         rx = np.empty(n, dtype=np.int64)
         values = np.empty((n, self.stream.width), dtype=np.float64)

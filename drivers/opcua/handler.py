@@ -182,14 +182,24 @@ class PublishHandler:
         for row in rows:
             row.timestamp_ns = stream.times.place(row.timestamp_ns, int(row.quality))
         n = len(rows)
-        ts = np.fromiter((r.timestamp_ns for r in rows), dtype=np.int64, count=n)
-        values = np.array([r.values for r in rows], dtype=np.float64).reshape(n, asm.width)
-        quality = np.fromiter((r.quality for r in rows), dtype=np.uint8, count=n)
-        self.ctx.append(stream.ring, ts, values, quality,
-                        receive_ns=np.full(n, rx, dtype=np.int64))
+        if n == 1:  # one row per publish is the common case: skip the array building
+            row = rows[0]
+            self.ctx.append_one(stream.ring, row.timestamp_ns, row.values, int(row.quality),
+                                None, rx)
+        else:
+            self._append_rows(stream, rows, asm.width, rx)
         self.stats.rows += n
         if stream.detector is not None and stream.event_ring is not None:
             self._events(stream, rows, rx)
+
+    def _append_rows(self, stream: CarrierStream, rows: list[Row], width: int,
+                     rx: int) -> None:
+        n = len(rows)
+        ts = np.fromiter((r.timestamp_ns for r in rows), dtype=np.int64, count=n)
+        values = np.array([r.values for r in rows], dtype=np.float64).reshape(n, width)
+        quality = np.fromiter((r.quality for r in rows), dtype=np.uint8, count=n)
+        self.ctx.append(stream.ring, ts, values, quality,
+                        receive_ns=np.full(n, rx, dtype=np.int64))
 
     def _events(self, stream: CarrierStream, rows: list[Row], rx: int) -> None:
         """Append the events of these rows at once (priority lane), each at its own time."""

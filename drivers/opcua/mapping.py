@@ -293,38 +293,48 @@ class EventDetector:
         return events
 
     def _conditions(self) -> list[CarrierEvent]:
+        # texts are formatted only for an edge: most rows raise or clear nothing
         rule, known = self.rule, self.known
         events: list[CarrierEvent] = []
         temperature = known.get(rule.temperature_field)
         if temperature is not None:
             out = not rule.temperature_min <= temperature <= rule.temperature_max
-            text = (f"payload temperature {temperature:.2f} °C outside "
-                    f"{rule.temperature_min:g}-{rule.temperature_max:g} °C" if out else
-                    f"payload temperature {temperature:.2f} °C back in range")
-            events.extend(self._edge(EventCode.TEMPERATURE_EXCURSION, out, temperature, text))
+            events.extend(self._edge(EventCode.TEMPERATURE_EXCURSION, out, temperature,
+                                     lambda: self._temperature_text(temperature, out)))
         mission = known.get(rule.mission_field)
         door = known.get(rule.door_field)
         if mission is not None and door is not None:
             in_transit = int(mission) in rule.in_transit_states and door >= 0.5
-            text = "payload door opened in transit" if in_transit else "payload door closed"
-            events.extend(self._edge(EventCode.DOOR_OPEN_IN_TRANSIT, in_transit, door, text))
+            events.extend(self._edge(
+                EventCode.DOOR_OPEN_IN_TRANSIT, in_transit, door,
+                lambda: "payload door opened in transit" if in_transit else
+                "payload door closed"))
         if mission is not None:
             fault = int(mission) in rule.fault_states
-            text = f"mission fault (state {int(mission)})" if fault else "mission fault cleared"
-            events.extend(self._edge(EventCode.MISSION_FAULT, fault, mission, text))
+            events.extend(self._edge(
+                EventCode.MISSION_FAULT, fault, mission,
+                lambda: f"mission fault (state {int(mission)})" if fault else
+                "mission fault cleared"))
         alarm = known.get(rule.alarm_field)
         if alarm is not None:
             events.extend(self._alarm(alarm))
         return events
 
+    def _temperature_text(self, temperature: float, out: bool) -> str:
+        rule = self.rule
+        if out:
+            return (f"payload temperature {temperature:.2f} °C outside "
+                    f"{rule.temperature_min:g}-{rule.temperature_max:g} °C")
+        return f"payload temperature {temperature:.2f} °C back in range"
+
     def _edge(self, code: EventCode, condition: bool, value: float,
-              text: str) -> list[CarrierEvent]:
+              text: Callable[[], str]) -> list[CarrierEvent]:
         if condition and code not in self.active:
             self.active[code] = value
-            return [CarrierEvent(code, True, value, text)]
+            return [CarrierEvent(code, True, value, text())]
         if not condition and code in self.active:
             del self.active[code]
-            return [CarrierEvent(code, False, value, text)]
+            return [CarrierEvent(code, False, value, text())]
         return []
 
     def _alarm(self, alarm: float) -> list[CarrierEvent]:

@@ -103,6 +103,15 @@ def split_bundle_key(key: str) -> list[tuple[str, int]]:
     return out
 
 
+
+def per_stream(key: str, n: int) -> list[tuple[str, int]]:
+    """Return the (stream key, samples) of a record of ``n`` samples keyed ``key``."""
+    parts = split_bundle_key(key)
+    if len(parts) == 1 and parts[0][1] == 0:
+        return [(parts[0][0], n)]
+    return parts
+
+
 _LIVE = b'"historical":false'
 _HISTORICAL = b'"historical":true'
 

@@ -1,9 +1,14 @@
 """MQTT publisher: reads the rings through its own cursor, spools, publishes QoS 1.
 
-Batching: a stream is taken from its ring when it has ``max_batch_samples`` pending, when
-its oldest pending sample waited ``min(max_latency_ms, spool.flush_interval_ms)``, or at
-once for event streams (priority lane); with ``publisher.flush_when_idle`` also at the first
-scan (<= 50 ms apart) that finds nothing appended since the previous one. Every batch is
+Batching: with ``publisher.bundle`` (the default) every scan (<= 50 ms apart, at once
+after an event: the priority lane) takes every pending sample of each device and spools
+it as one record, published as one message (bundling.py, gateway/wire/bundle.py): nothing
+waits when the box is idle, and a busy box batches by itself (more piles up between
+scans). Without bundles a stream is taken from its ring when it has ``max_batch_samples``
+pending, when its oldest pending sample waited ``min(max_latency_ms,
+spool.flush_interval_ms)``, or at once for event streams; with
+``publisher.flush_when_idle`` also at the first scan that finds nothing appended since
+the previous one. Every batch is
 written to the disk spool first (gateway/edge/spool) and published from there in order;
 it leaves the spool when an ingest worker confirmed that InfluxDB holds it (a small QoS 1 message on
 ``{prefix}_ctl/commit/{site}/{gateway}``, end to end); a record the broker acknowledged but
@@ -16,10 +21,11 @@ While the broker is down the publisher keeps moving the rings into the spool, so
 never overruns because of the broker.
 
 Loss window: a gateway killed with SIGKILL loses only samples still in the ring, i.e. at
-most those appended in the last ``min(max_latency_ms, spool.flush_interval_ms)`` plus one
-publisher tick (<= 50 ms); an OS crash can lose in addition what was spooled since the
-last fsync (``spool.flush_interval_ms``). After a restart, per-stream sequence numbers
-resume past everything handed out before (gateway/edge/seqstate.py), so a loss shows as a gap.
+most those appended in the last publisher tick (<= 50 ms) with bundles, else the last
+``min(max_latency_ms, spool.flush_interval_ms)`` plus one tick; an OS crash can lose in
+addition what was spooled since the last fsync (``spool.flush_interval_ms``). After a
+restart, per-stream sequence numbers resume past everything handed out before
+(gateway/edge/seqstate.py), so a loss shows as a gap.
 
 When the broker comes back without our session (it restarted and lost its state), it may
 have lost messages it had acknowledged but not yet delivered to an ingest worker: the
@@ -41,8 +47,9 @@ short backoff; an exception in an MQTT callback is caught at the transport
 spool that cannot write (disk full) applies its policy with every sample counted and
 says so in ``health().spool_degraded``.
 
-Modules: core.py (the MqttPublisher and its thread), link.py (the broker connection's
-state, fed by the transport's thread), views.py (counters, the health snapshot). The
+Modules: core.py (the MqttPublisher and its thread), bundling.py (a device's parts ->
+one record), link.py (the broker connection's state, fed by the transport's thread),
+views.py (counters, the health snapshot). The
 transport is injectable (``transport=``), so the state machine is unit-tested with a fake
 one (tests/unit/gateway/edge/test_publisher.py).
 """

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from gateway.model import StreamSpec
 from gateway.ring import StreamRing
-from gateway.wire.bundle import bundle_key, encode_bundle, split_bundle_key
+from gateway.wire.bundle import bundle_key, encode_bundle
 from gateway.wire.topics import bundle_topic, data_topic
 
 
@@ -76,10 +76,3 @@ def by_device(rings: Iterable[StreamRing]) -> list[list[StreamRing]]:
         groups.setdefault((spec.site, spec.device), []).append(ring)
     return list(groups.values())
 
-
-def per_stream(key: str, n: int) -> list[tuple[str, int]]:
-    """Return the (stream key, samples) of a record of ``n`` samples keyed ``key``."""
-    parts = split_bundle_key(key)
-    if len(parts) == 1 and parts[0][1] == 0:
-        return [(parts[0][0], n)]
-    return parts

@@ -18,7 +18,7 @@ import orjson
 from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.config import LoadedConfig
-from gateway.edge.publisher.bundling import Bundle, Part, Record, by_device, per_stream
+from gateway.edge.publisher.bundling import Bundle, Part, Record, by_device
 from gateway.edge.publisher.link import BrokerLink, InFlight, Taken
 from gateway.edge.publisher.views import PublisherHealth, StreamCounters, resolve_spool_dir
 from gateway.edge.spool import Outgoing, Spool
@@ -26,7 +26,7 @@ from gateway.errors import BrokerError
 from gateway.metrics import GatewayMetrics
 from gateway.model import StreamSpec
 from gateway.ring import RingReader, RingStore, StreamRing
-from gateway.wire.bundle import as_historical
+from gateway.wire.bundle import as_historical, per_stream
 from gateway.wire.payload import ENCODERS
 from gateway.wire.topics import commit_topic, ingest_status_topic, status_topic
 from gateway.wire.transport import PahoTransport, Transport, TransportError
@@ -143,8 +143,7 @@ class MqttPublisher:
         self._wake.set()
 
     def _on_drop(self, key: str, n: int, reason: str) -> None:
-        for stream, count in per_stream(key, n):
-            self.metrics.dropped.labels(stream, reason).inc(count)
+        self.metrics.dropped.labels(key, reason).inc(n)  # per stream (the spool splits)
 
     def _on_malformed(self, topic: str) -> None:
         self.metrics.malformed.labels("broker", "control_message").inc()

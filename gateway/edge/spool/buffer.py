@@ -14,6 +14,7 @@ from gateway.edge.spool.index import RecordIndex, SpoolRecord, State
 from gateway.edge.spool.losses import LossLog
 from gateway.edge.spool.recovery import recover
 from gateway.edge.spool.segments import SegmentFiles, SpoolError, SpoolWriteError
+from gateway.wire.bundle import per_stream
 
 log = logging.getLogger("medgw.spool")
 
@@ -210,10 +211,19 @@ class Spool:
         self._count_drop(record.key, record.n, reason)
 
     def _count_drop(self, key: str, n: int, reason: str) -> None:
-        self._dropped[key] = self._dropped.get(key, 0) + n
-        self._losses.note("dropped", key, n, reason)
-        if self._on_drop is not None:
-            self._on_drop(key, n, reason)
+        for stream, count in per_stream(key, n):  # a bundle's record counts per stream
+            self._dropped[stream] = self._dropped.get(stream, 0) + count
+            self._losses.note("dropped", stream, count, reason)
+            if self._on_drop is not None:
+                self._on_drop(stream, count, reason)
+
+    def _count_evicted(self, record: SpoolRecord) -> None:
+        for stream, count in per_stream(record.key, record.n):
+            self._evicted_unconfirmed[stream] = self._evicted_unconfirmed.get(stream, 0) + count
+            self._losses.note("evicted (acknowledged by the broker, not confirmed yet)",
+                              stream, count, "spool_full_unconfirmed")
+            if self._on_drop is not None:
+                self._on_drop(stream, count, "spool_full_unconfirmed")
 
     # -- batch / accept / reject / discard / confirm -------------------------------------
     def batch(self, limit: int) -> list[Outgoing]:
@@ -344,12 +354,7 @@ class Spool:
             self._index.remove(head)
             self._dirty = evicted = True
             if self._confirm and head.state != State.CONFIRMED:
-                self._evicted_unconfirmed[head.key] = (
-                    self._evicted_unconfirmed.get(head.key, 0) + head.n)
-                self._losses.note("evicted (acknowledged by the broker, not confirmed yet)",
-                               head.key, head.n, "spool_full_unconfirmed")
-                if self._on_drop is not None:
-                    self._on_drop(head.key, head.n, "spool_full_unconfirmed")
+                self._count_evicted(head)
         if evicted:  # not on every add: most adds evict nothing
             self._delete_unused_segments()
 

@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.synthetic.driver import SyntheticStream, waveform_values
 from gateway.ops.services import MosquittoService
+from gateway.wire.bundle import BUNDLE_MAGIC, split_bundle
 from gateway.wire.payload import BINARY_MAGIC, payload_schema
 from tests.chain import Chain, chain_config
 from tests.helpers import InfluxTarget, wait_until
@@ -91,8 +92,13 @@ def test_exact_points_and_values_land_in_influxdb(mosquitto: MosquittoService,
     # every real payload on the wire follows the published JSON Schema
     validator = jsonschema.Draft202012Validator(payload_schema())
     assert recorder.payloads
+    bundles = 0
     for payload in recorder.payloads:
-        validator.validate(orjson.loads(payload))
+        doc = orjson.loads(payload)
+        bundles += isinstance(doc, list)  # a device bundle: each element is a v1 payload
+        for part in doc if isinstance(doc, list) else [doc]:
+            validator.validate(part)
+    assert bundles  # the default: one message per device and scan
     states = [orjson.loads(p)["state"] for p in recorder.status]
     assert states[0] == "online" and states[-1] == "offline"
     recorder.close()
@@ -136,7 +142,10 @@ def test_binary_encoding_end_to_end(mosquitto: MosquittoService, influxdb: Influ
         wait_until(lambda: chain.produced() == len(STREAMS) * 600, 30, message="sources")
         chain.stop()
     recorder.close()
-    assert recorder.payloads and all(p.startswith(BINARY_MAGIC) for p in recorder.payloads)
+    assert recorder.payloads
+    for payload in recorder.payloads:  # a plain binary payload, or a bundle of them
+        parts = split_bundle(payload) if payload.startswith(BUNDLE_MAGIC) else [payload]
+        assert all(part.startswith(BINARY_MAGIC) for part in parts)
     rows = influxdb.query("SELECT f0, f1, f2, f3, seq FROM joint_state ORDER BY time")
     seq = np.array([row["seq"] for row in rows], dtype=np.int64)
     assert seq.tolist() == list(range(600))
