@@ -117,9 +117,9 @@ def encode_batch_group(batches: list[SampleBatch]) -> bytes:
 def medgw_ingest(broker: MosquittoService, influxd: InfluxdService, db: str,
                  messages: list[Message], lines_per_write: int, use_gzip: bool,
                  encoding: str = "json", flush_ms: float = 0.0,
-                 rate: float = 0.0) -> tuple[float, float]:
+                 rate: float = 0.0) -> tuple[float, float, float, float]:
     """Publish the messages; the medgw ingest writes them; (points/s end to end, ingest CPU
-    µs per point)."""
+    µs per point, median and p95 ms from a message's publish to the end of its write)."""
     loaded = parse_config({
         "site": "bench", "gateway": "gw",
         "mqtt": {"port": broker.port},
@@ -140,8 +140,10 @@ def medgw_ingest(broker: MosquittoService, influxd: InfluxdService, db: str,
     topic = data_topic("medgw/v1", first) if len(messages[0]) == 1 else \
         bundle_topic("medgw/v1", first.site, first.device)
     points = sum(len(b) for b in flat(messages))
+    written = record_writes(ingest)
     threads = ingest_threads(ingest)
     cpu_before = thread_cpu_s(threads)
+    published: list[float] = []
     window = threading.BoundedSemaphore(INFLIGHT)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{db}",
                          protocol=mqtt.MQTTv5)
@@ -154,6 +156,7 @@ def medgw_ingest(broker: MosquittoService, influxd: InfluxdService, db: str,
         if rate > 0:
             time.sleep(max(0.0, start + i / rate - time.perf_counter()))
         window.acquire()
+        published.append(time.perf_counter())
         client.publish(topic, payload, qos=1)
     deadline = start + 300
     while ingest.stats.samples < points and time.perf_counter() < deadline:
@@ -165,7 +168,31 @@ def medgw_ingest(broker: MosquittoService, influxd: InfluxdService, db: str,
     ingest.stop()
     if ingest.stats.samples < points:
         raise SystemExit(f"ingest wrote only {ingest.stats.samples} of {points} points")
-    return points / elapsed, cpu / points * 1e6
+    p50, p95 = latencies_ms(messages, published, written)
+    return points / elapsed, cpu / points * 1e6, p50, p95
+
+
+def record_writes(ingest: Ingest) -> list[tuple[int, float]]:
+    """Wrap the ingest's writer: (lines written so far, time) after each successful write."""
+    done: list[tuple[int, float]] = []
+    write = ingest.loop.writer.write
+
+    def timed(lines: bytes, n_lines: int) -> None:
+        write(lines, n_lines)
+        done.append(((done[-1][0] if done else 0) + n_lines, time.perf_counter()))
+    ingest.loop.writer.write = timed  # type: ignore[method-assign]
+    return done
+
+
+def latencies_ms(messages: list[Message], published: list[float],
+                 written: list[tuple[int, float]]) -> tuple[float, float]:
+    """Median and p95 of publish -> written per message (one worker writes in order)."""
+    ends = np.cumsum([sum(len(b) for b in m) for m in messages])
+    counts = np.array([n for n, _ in written])
+    times = np.array([t for _, t in written])
+    at = times[np.searchsorted(counts, ends)]
+    delays = (at - np.array(published)) * 1000.0
+    return float(np.median(delays)), float(np.percentile(delays, 95))
 
 
 def count(influxd: InfluxdService, db: str) -> int:
@@ -206,30 +233,31 @@ def main() -> None:
           f"per /write, flush_ms {args.flush_ms:g}, rate {args.rate:g} msg/s, influxd 1.x on "
           f"loopback, median of {args.rounds} rounds")
     print(f"{'gzip':6} {'raw HTTP /write pts/s':>22} {'medgw ingest pts/s':>20} {'ratio':>7} "
-          f"{'ingest CPU us/pt':>17}")
-    for use_gzip, raw, ours, cpu in rows:
+          f"{'ingest CPU us/pt':>17} {'publish->written ms p50 / p95':>30}")
+    for use_gzip, raw, ours, cpu, p50, p95 in rows:
         print(f"{'on' if use_gzip else 'off':6} {raw:22,.0f} {ours:20,.0f} {ours / raw:7.2f} "
-              f"{cpu:17.2f}")
+              f"{cpu:17.2f} {p50:21.1f} / {p95:6.1f}")
     if args.json is not None:
         args.json.write_bytes(orjson.dumps({
             "command": " ".join(sys.argv), "samples": samples, "width": args.width,
             "batch": args.batch, "bundle": args.bundle, "encoding": args.encoding,
             "flush_ms": args.flush_ms, "rate": args.rate,
-            "rows": [{"gzip": g, "raw_pts_s": r, "medgw_pts_s": o, "ingest_cpu_us_per_pt": c}
-                     for g, r, o, c in rows]}, option=orjson.OPT_INDENT_2))
+            "rows": [{"gzip": g, "raw_pts_s": r, "medgw_pts_s": o, "ingest_cpu_us_per_pt": c,
+                      "publish_to_written_ms_p50": p50, "publish_to_written_ms_p95": p95}
+                     for g, r, o, c, p50, p95 in rows]}, option=orjson.OPT_INDENT_2))
 
 
 def run_all(tmp: Path, messages: list[Message], samples: int, lines_per_write: int,
             encoding: str, rounds: int = 1,
             flush_ms: float = 0.0,
-            rate: float = 0.0) -> list[tuple[bool, float, float, float]]:
+            rate: float = 0.0) -> list[tuple[bool, float, float, float, float, float]]:
     """Both paths, gzip off then on, ``rounds`` times, against one mosquitto and one influxd.
 
     Returns (gzip, median raw points/s, median medgw points/s, median ingest CPU µs per
-    point) per gzip setting.
+    point, median p50 and p95 publish -> written ms) per gzip setting.
     """
     batches = flat(messages)
-    runs: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+    runs: dict[bool, list[tuple[float, ...]]] = {False: [], True: []}
     with MosquittoService(tmp / "mosquitto") as broker, InfluxdService(tmp / "influxd") as influxd:
         for round_no in range(rounds):
             for use_gzip in (False, True):
@@ -238,16 +266,19 @@ def run_all(tmp: Path, messages: list[Message], samples: int, lines_per_write: i
                 influxd.create_database(raw_db)
                 influxd.create_database(our_db)
                 raw = raw_write(influxd.url, raw_db, batches, lines_per_write, use_gzip)
-                ours, cpu = medgw_ingest(broker, influxd, our_db, messages, lines_per_write,
-                                         use_gzip, encoding, flush_ms, rate)
+                ours, cpu, p50, p95 = medgw_ingest(broker, influxd, our_db, messages,
+                                                   lines_per_write, use_gzip, encoding,
+                                                   flush_ms, rate)
                 assert count(influxd, raw_db) == count(influxd, our_db) == samples
-                runs[use_gzip].append((raw, ours, cpu))
+                runs[use_gzip].append((raw, ours, cpu, p50, p95))
                 print(f"round {round_no + 1} gzip {'on' if use_gzip else 'off'}: raw {raw:,.0f}"
                       f"  medgw {ours:,.0f}  ratio {ours / raw:.2f}  ingest CPU {cpu:.2f} "
-                      "us/pt", flush=True)
-    return [(use_gzip, statistics.median(r for r, _, _ in runs_),
-             statistics.median(o for _, o, _ in runs_),
-             statistics.median(c for _, _, c in runs_)) for use_gzip, runs_ in runs.items()]
+                      f"us/pt  publish->written p50 {p50:.1f} ms p95 {p95:.1f} ms", flush=True)
+    out = []
+    for use_gzip, runs_ in runs.items():
+        raw, ours, cpu, p50, p95 = (statistics.median(run[k] for run in runs_) for k in range(5))
+        out.append((use_gzip, raw, ours, cpu, p50, p95))
+    return out
 
 
 if __name__ == "__main__":
