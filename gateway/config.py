@@ -147,11 +147,13 @@ class PublisherConfig(Strict):
     """How samples are batched from the ring into MQTT messages."""
 
     max_batch_samples: int = Field(default=1000, ge=1, le=1_000_000)
-    max_latency_ms: float = Field(default=250.0, gt=0, le=60_000)
-    flush_when_idle: bool = Field(default=False, description="also send a stream's pending "
-                                  "samples at the first scan that finds nothing appended since "
-                                  "the previous one (lower latency, one message per source "
-                                  "burst: more messages and CPU, see BENCHMARKS.md Peers)")
+    max_latency_ms: float = Field(default=250.0, gt=0, le=60_000, description="without "
+                                  "bundles: the longest a stream's samples wait for a batch; "
+                                  "the publisher scans every min(max_latency_ms / 4, 50) ms")
+    flush_when_idle: bool = Field(default=False, description="without bundles: also send a "
+                                  "stream's pending samples at the first scan that finds "
+                                  "nothing appended since the previous one (lower latency, "
+                                  "one message per source burst: more messages and CPU)")
     bundle: bool = Field(default=True, description="one MQTT message per device and "
                          "publisher scan (<= 50 ms) holding every stream of the device with "
                          "pending samples, on medgw/v1/{site}/{device} (gateway/wire/bundle.py); "
