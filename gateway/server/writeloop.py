@@ -104,7 +104,7 @@ class Pending:
     site: str = ""
     size: int = 0  # bytes counted against the inbox budget
     error: str | None = None  # the whole message cannot be stored
-    part_errors: tuple[str, ...] = ()  # bad parts of a bundle, each quarantined alone
+    part_errors: tuple[str, ...] = ()  # bad parts of a bundle, quarantined (the rest written)
 
 
 @dataclass
@@ -163,7 +163,7 @@ class WriteLoop:
         keep = self.dead_letters.max_payload_bytes
         if item.error is not None or item.part_errors or (len(payload) > keep and not status):
             item.payload = payload[:keep]
-        item.size = len(item.payload) + len(item.lines) + 256
+        item.size = len(item.payload) + len(item.lines) + 256 + sum(map(len, item.part_errors))
         for batch in item.batches:
             item.size += batch.values.nbytes + 17 * len(batch)
         return self.inbox.put(item, item.size)
@@ -306,8 +306,8 @@ class WriteLoop:
         elif not batches:
             self.quarantine(item, item.error or "not decoded")
         else:
-            for reason in item.part_errors:
-                self.quarantine(item, reason)
+            if item.part_errors:  # one dead letter for all (not a bundle's head per part)
+                self.quarantine(item, "; ".join(item.part_errors), len(item.part_errors))
             written = []
             for batch in batches:
                 new = self.tracker.observe(batch, item.gateway, item.epoch)
@@ -333,9 +333,10 @@ class WriteLoop:
             if item.payload:  # an empty retained message only clears the topic
                 self.quarantine(item, "status message is not a medgw status")
 
-    def quarantine(self, item: Pending, reason: str) -> None:
-        """Count and dead-letter a message (it is acknowledged with its batch)."""
-        self.stats.malformed += 1
+    def quarantine(self, item: Pending, reason: str, count: int = 1) -> None:
+        """Count (``count`` bad parts) and dead-letter a message; it is acknowledged with
+        its batch."""
+        self.stats.malformed += count
         log.warning("quarantined message on %s: %s", item.topic[:200], reason[:500])
         self.dead_letters.send(item.topic, reason, item.payload, item.payload_bytes)
 

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.model import StreamSpec, make_batch
 from gateway.server.writeloop import LoopSettings, Pending, WriteLoop
@@ -112,6 +114,20 @@ def test_a_bad_part_is_quarantined_alone() -> None:
     assert dead[0]["reason"].startswith("bundle part 1 of 3: ")
     assert transport.acks == [1]
     assert commits(transport) == [[bundle_key([(STREAMS[0].key, 3), (STREAMS[2].key, 2)]), 7]]
+
+
+def test_many_bad_parts_make_one_dead_letter() -> None:
+    """A bundle of many broken parts is one dead letter (each part counted), not one copy of
+    the bundle's head per part."""
+    writer = FakeWriter()
+    loop, transport = make_loop(writer)
+    parts = [part(STREAMS[0], 0, 1)] + [b'{"v": 1}'] * 500
+    loop.receive(1, 1, TOPIC, encode_bundle(parts))
+    drain(loop)
+    assert loop.stats.malformed == 500 and writer.lines() == 1
+    dead = [orjson.loads(p) for t, p in transport.published if t.startswith("medgw/deadletter/")]
+    assert len(dead) == 1 and dead[0]["reason"].startswith("bundle part 1 of 501: ")
+    assert commits(transport) == [[bundle_key([(STREAMS[0].key, 1)]), 0]]
 
 
 def test_a_bad_binary_part_is_quarantined_alone() -> None:
@@ -293,3 +309,30 @@ def test_the_writer_sends_held_commits_without_further_messages() -> None:
         thread.join(10)
     assert [c for _, doc in transport.commits() for c in doc["c"]] == [
         ["site/dev/js", seq] for seq in range(3)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(encoding=st.sampled_from(["json", "binary"]), data=st.data())
+def test_a_mangled_bundle_never_stops_the_worker(encoding: str, data: st.DataObject) -> None:
+    """Flipped, cut or inserted bytes anywhere: the message is written, partly written or
+    quarantined, always acknowledged, and the worker goes on."""
+    bundle = bytearray(encode_bundle([part(spec, 0, 2, encoding) for spec in STREAMS]))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(bundle) - 1))
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if op == "flip":
+            bundle[at] ^= data.draw(st.integers(1, 255))
+        elif op == "cut":
+            del bundle[at:at + data.draw(st.integers(1, 40))]
+        else:
+            bundle[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+        if not bundle:
+            bundle = bytearray(b"[")
+    writer = FakeWriter()
+    loop, transport = make_loop(writer)
+    assert loop.receive(1, 1, TOPIC, bytes(bundle))
+    loop.receive(2, 1, TOPIC, encode_bundle([part(STREAMS[0], 100, 1, encoding)]))
+    drain(loop)
+    assert transport.acks == [1, 2]
+    assert loop.stats.malformed >= 1 or writer.lines() > 1
+    assert lines_of(writer, "pose") >= 1  # the next message is written whatever came before
