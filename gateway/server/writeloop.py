@@ -33,17 +33,14 @@ from typing import Protocol
 import orjson
 
 from gateway.backoff import Backoff
-from gateway.errors import MedgwError, PayloadError, StoreError
-from gateway.model import SampleBatch
+from gateway.errors import MedgwError, StoreError
 from gateway.server.deadletter import DeadLetters
+from gateway.server.decoding import Pending, decode_message
 from gateway.server.gapcheck import GapChecker
 from gateway.server.inbox import Inbox
 from gateway.server.influx import InfluxWriter
-from gateway.server.lineproto import encode_batch
 from gateway.server.seqtrack import SeqTracker
-from gateway.wire.bundle import bundle_key, decode_bundle, is_bundle
-from gateway.wire.payload import Decoded, decode
-from gateway.wire.topics import bundle_topic, commit_topic, data_topic
+from gateway.wire.topics import commit_topic
 
 log = logging.getLogger("medgw.ingest")
 
@@ -81,30 +78,6 @@ class IngestStats:
     stale_acks: int = 0  # written, not acknowledged: received on an earlier connection
     gateways: dict[str, str] = field(default_factory=dict)
     by_stream: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Pending:
-    """One received message (a single stream's payload or a bundle) on its way through."""
-
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes  # its head only (what a dead letter keeps) once decoded
-    generation: int = 0  # the connection it arrived on
-    payload_bytes: int = 0  # the size as received
-    lines: bytes = b""  # every good part's lines, in part order
-    n_lines: int = 0
-    batches: tuple[SampleBatch, ...] = ()  # the good parts, until prepared
-    written: tuple[tuple[str, int], ...] = ()  # once prepared: (stream key, new samples)
-    key: str = ""  # the record key to confirm (stream or bundle key); "" = nothing to confirm
-    first_seq: int = 0  # of the first part: the record's other half of its identity
-    gateway: str = ""
-    epoch: int = 0
-    site: str = ""
-    size: int = 0  # bytes counted against the inbox budget
-    error: str | None = None  # the whole message cannot be stored
-    part_errors: tuple[str, ...] = ()  # bad parts of a bundle, quarantined (the rest written)
 
 
 @dataclass
@@ -157,7 +130,7 @@ class WriteLoop:
         item = Pending(mid, qos, topic, payload, self.generation, len(payload))
         status = self.is_status(topic)
         if not status:
-            self._decode(item)
+            decode_message(item, self.settings.prefix)
         elif len(payload) > MAX_STATUS_BYTES:
             item.error = f"status message of {len(payload)} bytes is not a medgw status"
         keep = self.dead_letters.max_payload_bytes
@@ -167,86 +140,6 @@ class WriteLoop:
         for batch in item.batches:
             item.size += batch.values.nbytes + 17 * len(batch)
         return self.inbox.put(item, item.size)
-
-    def _decode(self, item: Pending) -> None:
-        try:
-            if is_bundle(item.payload):
-                self._decode_bundle(item)
-            else:
-                self._decode_single(item)
-        except PayloadError as err:
-            item.error = str(err)
-        except Exception as err:  # a bug, not the sender's fault: quarantine, keep going
-            log.exception("unexpected error decoding a message on %s", item.topic[:200])
-            item.error = f"internal error: {type(err).__name__}: {err}"
-
-    def _decode_single(self, item: Pending) -> None:
-        gateway, epoch, batch = decode(item.payload)
-        expected = data_topic(self.settings.prefix, batch.stream)
-        if item.topic != expected:
-            raise PayloadError(f"topic {item.topic[:200]} does not match payload stream "
-                               f"{expected}")
-        lines, n_lines = encode_batch(batch)
-        self._accept(item, gateway, epoch, (batch,), lines, n_lines, batch.stream.key)
-
-    def _decode_bundle(self, item: Pending) -> None:
-        """Decode a bundle; a bad part is noted alone, a foreign or misrouted one refuses all."""
-        parts = decode_bundle(item.payload)
-        good: list[tuple[int, Decoded]] = []
-        errors: list[str] = []
-        for index, part in enumerate(parts):
-            if isinstance(part, PayloadError):
-                errors.append(f"bundle part {index} of {len(parts)}: {part}")
-            else:
-                good.append((index, part))
-        if not good:
-            raise PayloadError(f"bundle: none of its {len(parts)} parts decoded: "
-                               + "; ".join(errors)[:1500])
-        gateway, epoch, first = good[0][1]
-        site, device = first.stream.site, first.stream.device
-        for index, part in good[1:]:
-            stream = part.batch.stream
-            if (part.gateway, part.epoch, stream.site, stream.device) != \
-                    (gateway, epoch, site, device):
-                raise PayloadError(
-                    f"bundle: part {index} is {part.gateway[:200]}/{part.epoch} "
-                    f"{stream.key[:300]}, part {good[0][0]} {gateway[:200]}/{epoch} "
-                    f"{first.stream.key[:300]}: every part must share site, device, gateway "
-                    "and epoch")
-        expected = bundle_topic(self.settings.prefix, site, device)
-        if item.topic != expected:
-            raise PayloadError(f"topic {item.topic[:200]} does not match the bundle's device "
-                               f"{expected}")
-        batches: list[SampleBatch] = []
-        chunks: list[bytes] = []
-        n_lines = 0
-        for index, part in good:
-            try:
-                lines, n = encode_batch(part.batch)
-            except PayloadError as err:
-                errors.append(f"bundle part {index} of {len(parts)}: {err}")
-                continue
-            batches.append(part.batch)
-            chunks.append(lines)
-            n_lines += n
-        if not batches:
-            raise PayloadError("bundle: no part can be stored: " + "; ".join(errors)[:1500])
-        # The record key is rebuilt from the parts stored, in order: the publisher's own key
-        # whenever every part decoded. With a broken part it cannot be (that part's stream
-        # and count are unknown here), so the confirmation matches no record and the
-        # publisher sends the record again later: its good parts are duplicates here, the
-        # broken part is quarantined again. The publisher cannot do better with a record
-        # whose part is broken; the dead letters say which part and why.
-        key = bundle_key((batch.stream.key, len(batch)) for batch in batches)
-        self._accept(item, gateway, epoch, tuple(batches), b"".join(chunks), n_lines, key)
-        item.part_errors = tuple(errors)
-
-    @staticmethod
-    def _accept(item: Pending, gateway: str, epoch: int, batches: tuple[SampleBatch, ...],
-                lines: bytes, n_lines: int, key: str) -> None:
-        item.gateway, item.epoch, item.batches = gateway, epoch, batches
-        item.lines, item.n_lines, item.key = lines, n_lines, key
-        item.site, item.first_seq = batches[0].stream.site, batches[0].first_seq
 
     # -- writer thread ---------------------------------------------------------------------
     def run(self) -> None:

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.model import StreamSpec, make_batch
-from gateway.server.writeloop import LoopSettings, Pending, WriteLoop
+from gateway.server.decoding import Pending, decode_message
+from gateway.server.writeloop import LoopSettings, WriteLoop
 from gateway.wire.bundle import bundle_key, encode_bundle
 from gateway.wire.payload import ENCODERS, encode
 from gateway.wire.topics import bundle_topic, data_topic
@@ -178,8 +179,8 @@ def test_the_inbox_counts_every_part() -> None:
     parts = [part(spec, 0, 100) for spec in STREAMS]
     one = Pending(0, 1, TOPIC, encode_bundle(parts[:1]))
     three = Pending(0, 1, TOPIC, encode_bundle(parts))
-    loop._decode(one)
-    loop._decode(three)
+    decode_message(one, loop.settings.prefix)
+    decode_message(three, loop.settings.prefix)
     assert len(one.batches) == 1 and len(three.batches) == 3
     arrays = sum(b.values.nbytes + b.timestamps_ns.nbytes for b in three.batches)
     loop.receive(1, 1, TOPIC, encode_bundle(parts))
