@@ -229,7 +229,45 @@ def _check_text(text: Any, n: int) -> tuple[str, ...] | None:
     return tuple(text)
 
 
+_SEEN: dict[tuple[Any, ...], tuple[Any, Any, Any, Any, StreamSpec]] = {}
+_SEEN_MAX = 4096
+
+
 def _decode_spec(doc: dict[str, Any]) -> StreamSpec:
+    """Return the payload's stream spec; a description seen before skips the checks.
+
+    A gateway sends the same description in every message of a stream: when names, fields,
+    units, labels and rate equal (type included) those of a description already checked,
+    its spec is returned as is; anything else goes through every check.
+    """
+    key = (doc.get("site"), doc.get("device"), doc.get("stream"), doc.get("measurement"),
+           doc.get("kind"), doc.get("channel_tag"))
+    fields, units, labels, rate = (doc.get("fields"), doc.get("units"), doc.get("labels"),
+                                   doc.get("rate_hz"))
+    if all(part is None or type(part) is str for part in key):
+        hit = _SEEN.get(key)
+        if hit is not None and hit[0] == fields and hit[1] == units and \
+                _same_number(hit[3], rate) and _same_labels(hit[2], labels):
+            return hit[4]
+    spec = _checked_spec(doc)
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.clear()
+    _SEEN[key] = (fields, units, labels, rate, spec)
+    return spec
+
+
+def _same_number(seen: Any, value: Any) -> bool:
+    return type(seen) is type(value) and seen == value
+
+
+def _same_labels(seen: Any, value: Any) -> bool:
+    if seen is None or value is None:
+        return seen is value
+    return type(value) is dict and seen == value and all(
+        _same_number(seen[k], v) for k, v in value.items())
+
+
+def _checked_spec(doc: dict[str, Any]) -> StreamSpec:
     kind = doc.get("kind")
     if kind not in _KINDS:
         raise PayloadError(f"field 'kind' = {kind!r:.40} is not sampled/event")

@@ -207,3 +207,14 @@ def test_binary_seq_overflow_is_a_payload_error() -> None:
     payload = encode_binary(make_batch(JOINTS, [1, 2], [[1.0, 2.0], [3.0, 4.0]]), "gw")
     with pytest.raises(PayloadError, match="runs past"):
         decode(payload.replace(b'"seq":0', b'"seq":18446744073709551615', 1))
+
+
+@pytest.mark.parametrize("change", [
+    {"rate_hz": True}, {"labels": {"ENABLED": True, "FAULT": 3.0}}, {"fields": [1]},
+    {"units": ["", 2]}, {"labels": [1]},
+])
+def test_a_description_seen_before_is_still_checked_when_it_differs(change: dict) -> None:
+    good = orjson.loads(encode(make_batch(STATE, [1], [[1.0]]), "gw"))
+    assert decode(orjson.dumps(good)).batch.stream == STATE  # cached now
+    with pytest.raises(PayloadError):
+        decode(orjson.dumps({**good, **change}))
