@@ -24,7 +24,7 @@ rclpy node on Fast DDS), and ``--transport cyclonedds`` (the driver's own Cyclon
 participant; it reads Fast DDS with network.ignore_type_information) or ``--transport
 rclpy`` (raw rclpy subscriptions on Fast DDS). Every sample the middleware drops must be
 counted: per topic, simulator wrote = GOOD in InfluxDB + ``medgw_middleware_samples_lost``
-(kinds lost, rejected, stamp_gap; scraped once the flow is quiet, before the gateway
+(kinds lost, rejected, stamp_gap, seq_gap; scraped once the flow is quiet, before the gateway
 stops); the ``reader_history_full`` kind counts takes, not samples, and is printed apart.
 With an rclpy reader of a Cyclone publisher the event topics are off (crtk_msgs has no
 Python type support, so the rclpy transport refuses operating_state).
@@ -71,7 +71,8 @@ PY_SPY = BIN / "py-spy"
 _LINE_NO = re.compile(r":\d+\)$")
 
 
-SAMPLE_KINDS = ("lost", "rejected", "stamp_gap")  # medgw_middleware_samples_lost in samples
+# medgw_middleware_samples_lost kinds counted in samples
+SAMPLE_KINDS = ("lost", "rejected", "stamp_gap", "seq_gap")
 PUBLISHERS = {"cyclone": "cyclonedds", "rclpy": "rclpy"}  # --publisher -> simulator transport
 
 
@@ -358,13 +359,14 @@ def print_stress(steps: list[dict[str, Any]], profile: dict[str, Any], command: 
     """Print the steps table, the verdict and the profiles."""
     print(f"\ncommand: {command}")
     print("\n| publisher -> transport | rate Hz x robots | sim wrote | GOOD in InfluxDB | "
-          "counted as middleware loss (lost+rejected+stamp_gap) | wrote = stored + counted | "
+          "counted as middleware loss (lost+rejected+stamp_gap+seq_gap) | "
+          "wrote = stored + counted | "
           "reader_history_full takes |\n|---|---|---:|---:|---:|:---:|---:|")
     for s in steps:
         kinds = s["middleware_by_kind"]
         print(f"| {s['publisher']} -> {s['transport']} | {s['rate_hz']:g} x{s['robots']} | "
               f"{s['sim_wrote']} | {s['good_in_influx']} | {s['middleware_counted']} "
-              f"({kinds['lost']}+{kinds['rejected']}+{kinds['stamp_gap']}) | "
+              f"({kinds['lost']}+{kinds['rejected']}+{kinds['stamp_gap']}+{kinds['seq_gap']}) | "
               f"{'yes' if s['accounted'] else 'NO ' + json.dumps(s['unaccounted_topics'])} | "
               f"{kinds['reader_history_full']} |")
     print("\n| rate Hz x robots | nominal msg/s | sim wrote msg/s | lost sim->InfluxDB (GOOD) | "

@@ -103,6 +103,8 @@ class TopicPipeline:
         # live periodic topics: samples missing between header stamps (drivers.ros2.gaps)
         self.gaps = (StampGaps(self.clock.limit_ns)
                      if self.clock is not None and not mapping.is_event else None)
+        self.checked_ns: int | None = None  # monotonic: the last stale check (housekeeping)
+        self._stalled = False  # the batch being appended ends a stall of the driver itself
 
     @property
     def spec(self) -> StreamSpec | None:
@@ -115,6 +117,7 @@ class TopicPipeline:
         n = len(payloads)
         if n == 0:
             return 0
+        self._stalled = self._driver_stalled(now_mono_ns)
         appended: int | None = None
         if self.layout is not None and self.layout.little:  # sampled, registered
             if n <= SMALL_BATCH:
@@ -351,7 +354,15 @@ class TopicPipeline:
         self._track_range(lo, hi)
         self.last_values = last_values
         if self.gaps is not None and self.layout is not None and self.layout.stamp_offset >= 0:
-            self.gaps.feed(stamps if isinstance(stamps, list) else stamps.tolist())
+            self.gaps.feed(stamps if isinstance(stamps, list) else stamps.tolist(),
+                           self._stalled)
+
+    def _driver_stalled(self, now_mono_ns: int | None) -> bool:
+        """Return True if no stale check ran for the stale limit: the driver itself stalled
+        (a publisher's silence while the driver runs is seen as one: see drivers.ros2.gaps)."""
+        if self.clock is None or self.checked_ns is None or now_mono_ns is None:
+            return False
+        return now_mono_ns - self.checked_ns >= self.clock.limit_ns
 
     def _track_range(self, lo: int, hi: int) -> None:
         self.first_stamp_ns = lo if self.first_stamp_ns is None else min(self.first_stamp_ns, lo)
@@ -381,9 +392,10 @@ class TopicPipeline:
         source's timeline: last stamp + silence), the stale gauge is set and an event is
         emitted on the health stream.
         """
+        now = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
+        self.checked_ns = now
         if self.clock is None or self.ring is None or self.last_values is None:
             return False
-        now = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
         silent = self.clock.check(now)
         if silent is None:
             return False

@@ -25,6 +25,7 @@ transport reads such types without any type support.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import os
@@ -51,6 +52,7 @@ from drivers.ros2.rclpy_support import (
     publication_of,
     qos_profile,
 )
+from drivers.ros2.seqgaps import WriterSeqs
 from drivers.ros2.transport import (
     Publication,
     RawBatch,
@@ -102,13 +104,27 @@ class _Reader:
     overflow: int = 0  # dropped here: the run thread fell behind by ``capacity``
     incompatible_qos: int = 0
     incompatible_policy: str | None = None
+    seqs: WriterSeqs = field(default_factory=WriterSeqs)
+    lost_from: int | None = None  # message_lost when the reader stopped being exact
 
     def status(self) -> ReaderStatus:
-        """Return the cumulative status the driver reads."""
+        """Return the cumulative status the driver reads.
+
+        Which source wins: while every sample carries its writer's sequence number the
+        holes in them are the loss, exactly (``seq_lost``); Fast DDS's SAMPLE_LOST
+        (``message_lost``) counts some of the same samples, so it is left out then. Once a
+        sample comes without one, SAMPLE_LOST counts again from that moment (to within a
+        status interval) and the driver's stamp-gap estimate applies.
+        """
+        exact = self.seqs.exact
+        if not exact and self.lost_from is None:
+            self.lost_from = self.lost
+        middleware = 0 if self.lost_from is None else self.lost - self.lost_from
         return ReaderStatus(matched=self.matched, matched_total=self.matched_total,
-                            lost=self.lost + self.overflow,
+                            lost=middleware + self.overflow,
                             incompatible_qos=self.incompatible_qos,
-                            incompatible_policy=self.incompatible_policy)
+                            incompatible_policy=self.incompatible_policy,
+                            seq_lost=self.seqs.missing, exact=exact)
 
 
 class RclpyTransport:
@@ -318,18 +334,9 @@ class _Session:
                             spec.ros_type, spec.qos.reliability, spec.qos.durability,
                             spec.qos.depth)
 
-    def _callback(self, reader: _Reader) -> Any:
-        queue, wake, capacity = reader.queue, self.wake, reader.capacity
+    def _callback(self, reader: _Reader) -> _OnMessage:
         urgent = reader.spec.urgent or self.window_s <= 0  # no window: deliver each at once
-
-        def on_message(payload: bytes) -> None:
-            if len(queue) >= capacity:
-                reader.overflow += 1
-                return
-            queue.append(payload)
-            if urgent:
-                wake.set()
-        return on_message
+        return _OnMessage(reader, self.wake, urgent)
 
     def close(self) -> None:
         """Destroy the subscriptions (a shared node outlives the session)."""
@@ -341,6 +348,37 @@ class _Session:
             except Exception as err:  # a context already shut down: nothing left to free
                 self.owner.log.debug("ros2 rclpy: destroying the reader of %s: %s", topic, err)
         self.readers.clear()
+
+
+_P = inspect.Parameter
+
+
+class _OnMessage:
+    """A raw subscription's callback with ``MessageInfo`` (the writer's sequence number).
+
+    rclpy picks the two-argument form when the callback's signature binds two arguments
+    and not one (``__signature__`` says so). The SingleThreadedExecutor then calls it with
+    ``(payload, info)``; rclpy 9's EventsExecutor with the ``(payload, info)`` tuple as one
+    argument (events_executor.cpp: ``callback(msg_info)``): both are accepted.
+    """
+
+    __signature__ = inspect.Signature([_P("payload", _P.POSITIONAL_ONLY),
+                                       _P("info", _P.POSITIONAL_ONLY)])
+
+    def __init__(self, reader: _Reader, wake: threading.Event, urgent: bool) -> None:
+        self.reader, self.queue, self.wake, self.urgent = reader, reader.queue, wake, urgent
+        self.seqs, self.capacity = reader.seqs, reader.capacity
+
+    def __call__(self, *args: Any) -> None:
+        """Queue one payload (count it as overflow when the queue is full)."""
+        payload, info = args[0] if len(args) == 1 else args
+        self.seqs.seen_info(info)  # also for an overflow: that is our loss, not a hole
+        if len(self.queue) >= self.capacity:
+            self.reader.overflow += 1
+            return
+        self.queue.append(payload)
+        if self.urgent:
+            self.wake.set()
 
 
 def _events(reader: _Reader) -> SubscriptionEventCallbacks:

@@ -82,6 +82,9 @@ class ReaderStatus:
     incompatible_policy: str | None = None  # the last refused policy, e.g. "reliability"
     history_full: int = 0  # takes that found our keep-last history full: samples may have
     # been overwritten before we took them (DDS reports no count for that)
+    seq_lost: int = 0  # holes in the writers' sequence numbers (drivers.ros2.seqgaps)
+    exact: bool = False  # True: seq_lost is the middleware's whole loss on this reader, so
+    # neither ``lost`` (SAMPLE_LOST, the same samples) nor the stamp-gap estimate is added
 
 
 class ReaderRefused(DeviceError):

@@ -8,9 +8,11 @@ reports, each once per occurrence, with a log line, a metric and the device's er
   (``medgw_unmatched_publications{device,topic}``), with its type, vendor, participant
   and the likely reason (QoS or type);
 - samples the middleware lost or rejected (``medgw_middleware_samples_lost``, kinds
-  lost / rejected / reader_history_full, and stamp_gap: missing between the header
-  stamps of a periodic topic), also an event on the device's ``topic-health`` stream
-  (label LOST) and, as time, in ``medgw_device_gap_seconds``;
+  lost / rejected / reader_history_full; seq_gap: holes in the writers' sequence numbers,
+  exact, where the transport has them (rclpy), and then neither ``lost`` nor stamp_gap
+  is added; else stamp_gap: missing between the header stamps of a periodic topic,
+  estimated), also an event on the device's ``topic-health`` stream (label LOST) and,
+  as time, in ``medgw_device_gap_seconds``;
 - an explicitly configured topic that delivered nothing (``medgw_topic_never_delivered``);
 - a publisher that matched again after an earlier one: the silence is reported as a gap.
 """
@@ -57,6 +59,7 @@ class _Baseline:
     rejected: int = 0
     history_full: int = 0
     matched_total: int = 0
+    seq_lost: int = 0
 
 
 def likely_reason(pub: Publication, status: ReaderStatus | None, qos: QosOptions | None) -> str:
@@ -90,6 +93,7 @@ class TopicWatch:
         self.silent: dict[str, bool] = {}  # explicit topics with no sample yet -> degrading
         self._baselines: dict[str, _Baseline] = {}
         self._gaps_seen: dict[str, int] = {}  # topic -> stamp-gap samples reported (all sessions)
+        self._exact: set[str] = set()  # topics whose reader counted seq_gap exactly
         self._session_ns = 0
         self._next_ns = 0
         self._error: str | None = None
@@ -129,7 +133,7 @@ class TopicWatch:
             any_matched = any_matched or status.matched > 0
             self._counters(topic, status, now_ns)
         self.ctx.set_connected(any_matched)
-        self._stamp_gaps()
+        self._stamp_gaps(statuses)
         self._unmatched(statuses, now_ns)
         self._silence(now_ns)
         self.refresh_error()
@@ -142,21 +146,30 @@ class TopicWatch:
             self.ctx.report_gap(pipeline.silent_s(now_ns))
         rate = pipeline.settings.rate_hz if pipeline is not None else 0.0
         for kind, now_total, before in (("lost", status.lost, base.lost),
-                                        ("rejected", status.rejected, base.rejected)):
+                                        ("rejected", status.rejected, base.rejected),
+                                        ("seq_gap", status.seq_lost, base.seq_lost)):
             if now_total > before:
                 n = now_total - before
-                self._lost(topic, kind, n, n / rate if rate > 0 else None)
+                self._lost(topic, kind, n, n / rate if rate > 0 else None, None if
+                           kind != "seq_gap" else f"{topic}: {n} samples missing in the "
+                           "writers' sequence numbers: lost before the driver")
         if status.history_full > base.history_full:
             self._history_full(topic, status.history_full - base.history_full)
-        base.lost, base.rejected = status.lost, status.rejected
+        base.lost, base.rejected, base.seq_lost = status.lost, status.rejected, status.seq_lost
         base.history_full = status.history_full
         base.matched_total = status.matched_total
 
-    def _stamp_gaps(self) -> None:
+    def _stamp_gaps(self, statuses: dict[str, ReaderStatus | None]) -> None:
         """Samples missing between header stamps (estimated, see drivers.ros2.gaps)."""
         for topic, pipeline in self.router.pipelines.items():
             gaps = pipeline.gaps
             if gaps is None or gaps.missing <= self._gaps_seen.get(topic, 0):
+                continue
+            status = statuses.get(topic)
+            exact = status.exact if status is not None else topic in self._exact
+            if exact:  # seq_gap counts these samples (and a closed reader's last ones)
+                self._exact.add(topic)
+                self._gaps_seen[topic] = gaps.missing
                 continue
             n = gaps.missing - self._gaps_seen.get(topic, 0)
             self._gaps_seen[topic] = gaps.missing

@@ -149,6 +149,7 @@ def test_rclpy_publisher_to_pipeline_exact(domain_id: int, start_publisher: Any,
     status = transport.reader_status("/PSM1/measured_js")
     assert status is not None
     assert (status.matched, status.matched_total, status.lost) == (1, 1, 0)
+    assert (status.exact, status.seq_lost) == (True, 0)  # MessageInfo numbered every sample
     assert sink.ticks > 0
     pub.stop()
     wait_until(lambda: any(not p.alive and p.topic == "/PSM1/measured_js" for p in sink.seen), 10,
@@ -239,6 +240,7 @@ def test_a_stalled_sink_counts_what_the_queue_drops(domain_id: int, start_publis
         wait_until(accounted, 20, message=f"received + lost == {n}")
         status = transport.reader_status(topic)
         assert status is not None and status.lost > 0  # the queue did overflow
+        assert (status.exact, status.seq_lost) == (True, 0)  # our drop: no hole, no count twice
         assert data_count(ctx, topic) <= 2 * 10 + 1  # what one stalled batch and the queue held
     finally:
         gate.set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.ros2.gaps import WARMUP, StampGaps
+from drivers.ros2.gaps import GRID_RUN, WARMUP, StampGaps
 
 MS = 1_000_000
 P = 10 * MS  # 100 Hz
@@ -29,13 +29,54 @@ def test_silence_longer_than_the_stale_limit_is_not_loss() -> None:
     assert g.missing == 0
 
 
-def test_nothing_before_the_period_is_known_and_out_of_order_is_ignored() -> None:
+def test_warmup_drops_are_backfilled_once_the_period_is_known() -> None:
     g = StampGaps(limit_ns=None)
-    g.feed([0, 5 * P, 6 * P])
+    g.feed([0, 5 * P, 6 * P])  # 4 missing, unknown yet: no period
     assert g.missing == 0 and g.period_ns == 0
     g.feed([k * P for k in range(7, 7 + WARMUP)])
+    assert g.period_ns == P and g.missing == 4  # backfilled, the gap not in the median
     g.feed([3 * P, (7 + WARMUP) * P])  # late sample: no interval, no loss
+    assert g.missing == 4
+
+
+def test_nothing_before_the_first_sample_is_counted() -> None:
+    g = StampGaps(limit_ns=None)
+    g.feed([k * P for k in range(100, 100 + WARMUP + 1)])  # 100 periods after "zero"
+    assert g.period_ns == P and g.missing == 0
+
+
+def _on_grid(g: StampGaps, start: int, n: int) -> int:
+    g.feed([k * P for k in range(start, start + n)])
+    return start + n
+
+
+def test_long_gap_counts_only_on_the_grid_after_a_driver_stall() -> None:
+    limit = 100 * MS
+    stalled = StampGaps(limit_ns=limit)
+    k = _on_grid(stalled, 0, WARMUP + GRID_RUN + 2)
+    stalled.feed([(k + 49) * P], stalled=True)  # 500 ms on the grid: 49 overwritten
+    assert stalled.missing == 49 and stalled.long_missing == 49
+    paused = StampGaps(limit_ns=limit)
+    k = _on_grid(paused, 0, WARMUP + GRID_RUN + 2)
+    paused.feed([(k + 49) * P])  # the driver ran through it: the publisher paused
+    assert paused.missing == 0
+    off_grid = StampGaps(limit_ns=limit)
+    k = _on_grid(off_grid, 0, WARMUP + GRID_RUN + 2)
+    off_grid.feed([(k + 49) * P + P // 3], stalled=True)  # a new phase: a restart
+    assert off_grid.missing == 0
+
+
+def test_long_gap_needs_a_run_of_grid_intervals_before_it() -> None:
+    g = StampGaps(limit_ns=100 * MS)
+    k = _on_grid(g, 0, WARMUP + 1)
+    g.feed([k * P + P // 5])  # jitter breaks the run
+    k = _on_grid(g, k + 1, GRID_RUN - 2)
+    g.feed([(k + 49) * P], stalled=True)
     assert g.missing == 0
+    k += 49
+    k = _on_grid(g, k + 1, GRID_RUN + 1)
+    g.feed([(k + 49) * P], stalled=True)
+    assert g.missing == 49
 
 
 @settings(max_examples=100, derandomize=True, deadline=None)

@@ -182,3 +182,14 @@ def test_stale_and_recovery(ctx: DriverContext, ros_cdr: Any) -> None:
 def test_no_stale_check_without_clock_or_data(ctx: DriverContext) -> None:
     assert not pipeline(ctx, stale=None).check_stale(10**12)
     assert not pipeline(ctx, topic="/b", stale=5).check_stale(10**12)  # nothing seen yet
+
+
+def test_health_events_never_share_a_timestamp(ctx: DriverContext) -> None:
+    health = HealthStream(ctx)
+    # two time bases interleaved: a topic stamp, the wall clock, the same stamp again
+    for ts in (1_000, 5_000, 1_000, 1_000, 5_000, 1_001):
+        health.emit(ts, "LOST", "x")
+    snap = health.ring.snapshot()
+    assert snap is not None
+    stamps = snap.timestamps_ns.tolist()
+    assert sorted(stamps) == [1_000, 1_001, 1_002, 1_003, 5_000, 5_001]

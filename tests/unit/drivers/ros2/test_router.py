@@ -281,3 +281,51 @@ def test_a_new_session_clears_the_last_sessions_error(ctx: DriverContext) -> Non
     router.reset()
     _ticks(router, 0, 0.5)
     assert ctx.state.last_error is None
+
+
+def _feed(router: TopicRouter, ks: range | list[int]) -> None:
+    for start in range(0, len(ks), 8):
+        router.samples("/arm/measured_js", RawBatch([_js(k, ["j1"]) for k in ks[start:start + 8]],
+                                                    1_700_000_000 * NS))
+
+
+def _stamp_gap(ctx: DriverContext) -> float:
+    return _gauge(ctx, ctx.metrics.middleware_lost, ctx.device, "/arm/measured_js", "stamp_gap")
+
+
+def test_a_long_gap_after_the_drivers_own_stall_is_counted(ctx: DriverContext) -> None:
+    router, _ = _router(ctx, default_rate_hz=100.0)  # 10 ms period, 100 ms stale limit
+    router.tick(0)
+    router.publication(_pub("/arm/measured_js"))
+    _feed(router, range(60))
+    router.tick(time.monotonic_ns() - 10 * NS)  # the last housekeeping was long ago: a stall
+    _feed(router, [109, 110])  # 500 ms later on the grid: 49 overwritten before we took them
+    _ticks(router, 0, 0.5)
+    assert _stamp_gap(ctx) == 49
+
+
+def test_a_long_gap_the_driver_watched_is_a_silence(ctx: DriverContext) -> None:
+    router, _ = _router(ctx, default_rate_hz=100.0)
+    router.tick(0)
+    router.publication(_pub("/arm/measured_js"))
+    _feed(router, range(60))
+    router.tick(time.monotonic_ns())  # the driver is running: a paused publisher
+    _feed(router, [109, 110])
+    _ticks(router, 0, 0.5)
+    assert _stamp_gap(ctx) == 0
+
+
+def test_writer_sequence_numbers_replace_the_stamp_estimate(ctx: DriverContext) -> None:
+    router, transport = _router(ctx, default_rate_hz=100.0)
+    router.tick(0)
+    router.publication(_pub("/arm/measured_js"))
+    transport.status["/arm/measured_js"] = ReaderStatus(1, 1, exact=True)
+    now = _ticks(router, 0, 0.5)
+    _feed(router, [*range(40), 43, 44])  # 2 missing by the stamps ...
+    transport.status["/arm/measured_js"] = ReaderStatus(1, 1, seq_lost=2, exact=True)
+    _ticks(router, now, 0.5)  # ... and by the sequence numbers: counted once, as seq_gap
+    m = ctx.metrics
+    assert _gauge(ctx, m.middleware_lost, ctx.device, "/arm/measured_js", "seq_gap") == 2
+    assert _stamp_gap(ctx) == 0
+    health = router.health.ring.snapshot()
+    assert health is not None and any("sequence numbers" in t for t in health.text or ())
