@@ -163,11 +163,16 @@ def _templates(stream: StreamSpec, with_text: bool) -> tuple[Template, ...]:
     return tuple(out)
 
 
+SMALL_BATCH = 4  # up to this many samples, per-row formatting beats the array machinery
+
+
 def encode_lines(batch: SampleBatch) -> list[str]:
     """Return the batch as line-protocol lines, each ending in ``\\n``."""
     n = len(batch)
     if n == 0:
         return []
+    if n <= SMALL_BATCH:
+        return _small_lines(batch)
     timestamps = _texts(batch.timestamps_ns)
     qualities = _texts(batch.quality)
     seqs = _seq_texts(batch.first_seq, n)
@@ -192,6 +197,27 @@ def encode_lines(batch: SampleBatch) -> list[str]:
                 rest = (qualities[i], seqs[i]) + (() if texts is None else (texts[i],))
                 lines[i] = _slow_line(prefix, keys, values, tail.format(*rest, timestamps[i]))
         out.extend(lines)
+    return out
+
+
+def _small_lines(batch: SampleBatch) -> list[str]:
+    """``encode_lines`` for a few samples (a bundle part of one row, typically): each row's
+    values in one orjson call (its float text, as the array path writes it); NaN and
+    infinities come out as null and are left out of the line."""
+    stream, first = batch.stream, batch.first_seq
+    rows = batch.values.tolist()
+    stamps = batch.timestamps_ns.tolist()
+    qualities = batch.quality.tolist()
+    texts = None if batch.text is None else [escape_string(t) for t in batch.text]
+    row_texts = [orjson.dumps(row)[1:-1].decode().split(",") for row in rows]
+    out: list[str] = []
+    for prefix, columns, keys in _groups(stream):
+        pairs = tuple(zip(keys, columns, strict=True))
+        for i, values in enumerate(row_texts):
+            fields = "".join([f"{key}={values[c]}," for key, c in pairs if values[c] != "null"])
+            text = "" if texts is None else f',text="{texts[i]}"'
+            out.append(f"{prefix} {fields}quality={qualities[i]}i,seq={first + i}i{text} "
+                       f"{stamps[i]}\n")
     return out
 
 

@@ -295,10 +295,11 @@ def test_escape_string_has_no_raw_newline(text: str) -> None:
     assert _scan_string(escaped + '"', 0)[0] == text.replace("\n", "\\n").replace("\r", "\\r")
 
 
-@pytest.mark.parametrize("n", [1, 16, 17, 64, 65, 300])
+@pytest.mark.parametrize("n", [1, 4, 5, 16, 17, 64, 65, 300])
 def test_round_trip_on_both_sides_of_the_bulk_formatting_thresholds(n: int) -> None:
-    """Short batches are formatted in one call per line group, long ones per column: the
-    points are the same either way, non-finite values left out on both paths."""
+    """Up to SMALL_BATCH samples are formatted row by row, short batches in one call per
+    line group, long ones per column: the points are the same on every path, non-finite
+    values left out."""
     rng = np.random.default_rng(n)
     for channel_tag, fields in ((None, ("a", "b", "c")), ("side", ("l.x", "l.y", "r.x"))):
         spec = StreamSpec("site", "dev", "st", fields, ("",) * 3, channel_tag=channel_tag)
