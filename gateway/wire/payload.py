@@ -318,7 +318,12 @@ def _decode_arrays(doc: dict[str, Any], spec: StreamSpec, n: int, seq: int) -> S
         raise PayloadError(f"t, q (and rx) must hold n={n} integers")
     if values.shape != (n, spec.width):
         raise PayloadError(f"values must be {n} rows of {spec.width} numbers, got {values.shape}")
-    if quality.min() < 0 or quality.max() > 255:
+    if n <= 16:  # numpy's reductions cost more than Python's on a few codes
+        codes = quality.tolist()
+        low, high = min(codes), max(codes)
+    else:
+        low, high = int(quality.min()), int(quality.max())
+    if low < 0 or high > 255:
         raise PayloadError("quality codes must be 0..255")
     return SampleBatch(
         spec, ts, values, quality.astype(np.uint8), seq,
