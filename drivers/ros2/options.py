@@ -95,7 +95,8 @@ class Ros2Options(BaseModel):
     transport: TransportName = Field(
         default="auto", description="how to read DDS: 'cyclonedds' (a Cyclone DDS participant "
         "of our own), 'rclpy' (rclpy subscriptions on the system's RMW; needs "
-        "pip install 'medgw[ros]' or a ROS 2 install), 'auto' (rclpy when it imports)")
+        "pip install 'medgw[ros]' or a ROS 2 install), 'auto' (rclpy in a sourced ROS 2 "
+        "environment where it imports, else cyclonedds)")
     network: NetworkOptions = Field(default_factory=NetworkOptions)
     topics: list[TopicOptions] = Field(default_factory=list)
     patterns: list[str] = Field(default_factory=list,

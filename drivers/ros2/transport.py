@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -150,10 +151,21 @@ def rclpy_available() -> bool:
     return True
 
 
+def in_ros_environment() -> bool:
+    """True in a sourced ROS 2 environment (``AMENT_PREFIX_PATH`` set by its setup script)."""
+    return bool(os.environ.get("AMENT_PREFIX_PATH"))
+
+
 def resolve_transport(requested: str) -> str:
-    """Return the transport to use: ``auto`` means rclpy when it imports, else cyclonedds."""
+    """Return the transport to use: ``auto`` means rclpy in a sourced ROS 2 environment where
+    rclpy imports, else cyclonedds.
+
+    rclpy needs a Python package per message type; PyPI's ROS wheels alone carry the common
+    ones but not crtk_msgs or the Open-RMF messages, which the cyclonedds transport reads
+    from its own definitions. A sourced workspace is where those packages are built.
+    """
     if requested == "auto":
-        return "rclpy" if rclpy_available() else "cyclonedds"
+        return "rclpy" if in_ros_environment() and rclpy_available() else "cyclonedds"
     if requested not in _FACTORIES:
         raise DeviceError(f"ros2 option transport: unknown transport {requested!r} "
                           f"(one of auto, {', '.join(_FACTORIES)})")
