@@ -5,9 +5,13 @@ keep-last writer drops unacknowledged ones (measured), and cyclonedds-python's S
 carries no writer sequence number, so on a periodic topic with header stamps the driver
 estimates the loss from the stamps. The rules:
 
-- **Period**: the median of the first ``WARMUP`` intervals, refreshed every ``WINDOW``.
-  Once it is fixed, the warm-up intervals are accounted for as well (backfilled): a
-  drop during the warm-up is counted like any later one.
+- **Period**: the median of the first ``WARMUP`` intervals, refreshed every ``WINDOW``;
+  but when the stamps are on a grid (every interval of the window within ``GRID_TOL``
+  of a whole multiple of the shortest eighth of them), that grid step: under heavy loss
+  most intervals are gaps and their median is several periods (measured: 5.5 at depth
+  2, where half the intervals were gaps). Once it is fixed, the warm-up intervals are
+  accounted for as well (backfilled): a drop during the warm-up is counted like any
+  later one.
 - **Short gap**: an interval of at least ``THRESHOLD`` periods, but shorter than the
   topic's stale limit, counts ``round(interval / period) - 1`` missing samples.
 - **Long gap** (the stale limit or longer): a silence, reported by staleness, *unless*
@@ -70,7 +74,7 @@ class StampGaps:
             self._fresh += 1
             if self._fresh >= (WARMUP if not self.period_ns else WINDOW):
                 first = not self.period_ns
-                self.period_ns = int(statistics.median(self.deltas))
+                self.period_ns = _period(self.deltas)
                 self._fresh = 0
                 if first:
                     self._backfill()
@@ -100,3 +104,15 @@ class StampGaps:
             if delta >= THRESHOLD * period and (limit is None or delta < limit):
                 self.missing += int(delta / period + 0.5) - 1
         self.deltas = deque(kept, maxlen=WINDOW)
+
+
+def _period(deltas: Iterable[int]) -> int:
+    """Return the period: the grid step when every interval is on one, else the median."""
+    ordered = sorted(deltas)
+    median = int(statistics.median(ordered))
+    step = ordered[len(ordered) // 8]  # at least an eighth of the intervals are this short
+    if step <= 0 or step >= median:
+        return median
+    if any(abs(d - int(d / step + 0.5) * step) > GRID_TOL * step for d in ordered):
+        return median  # not a grid (jitter, or a rate that changed): the median
+    return int(statistics.median(d for d in ordered if d <= step * (1 + GRID_TOL)))

@@ -91,3 +91,23 @@ def test_drops_of_single_samples_are_counted_exactly(kept: list[bool], period_ms
     for start in range(0, len(stamps), 7):
         g.feed(stamps[start:start + 7])
     assert g.missing == keep.count(False)
+
+
+def test_heavy_loss_on_a_grid_keeps_the_period() -> None:
+    # every other interval a gap of 2..9 periods: their median would be 5 periods or so
+    ks, k = [], 0
+    for i in range(400):
+        k += 1 if i % 2 else 2 + i % 8
+        ks.append(k)
+    g = StampGaps(limit_ns=None)
+    g.feed([0] + [k * P for k in ks])
+    assert g.period_ns == P
+    assert g.missing == ks[-1] - len(ks)  # exact, warm-up included
+
+
+def test_jittered_stamps_keep_the_median_period() -> None:
+    jitter = [0, 3, -2, 4, -4, 1, -1, 2] * 10  # percent of a period
+    stamps = [k * P + j * P // 100 for k, j in enumerate(jitter)]
+    g = StampGaps(limit_ns=None)
+    g.feed(stamps)
+    assert abs(g.period_ns - P) <= P // 20 and g.missing == 0
