@@ -58,6 +58,7 @@ def decode_message(item: Pending, prefix: str) -> None:
         log.exception("unexpected error decoding a message on %s", item.topic[:200])
         item.error = f"internal error: {type(err).__name__}: {err}"
 
+
 def _decode_single(item: Pending, prefix: str) -> None:
     gateway, epoch, batch = decode(item.payload)
     expected = data_topic(prefix, batch.stream)
@@ -66,6 +67,7 @@ def _decode_single(item: Pending, prefix: str) -> None:
                            f"{expected}")
     lines, n_lines = encode_batch(batch)
     _accept(item, gateway, epoch, (batch,), lines, n_lines, batch.stream.key)
+
 
 def _decode_bundle(item: Pending, prefix: str) -> None:
     """Decode a bundle; a bad part is noted alone, a foreign or misrouted one refuses all."""
@@ -119,8 +121,9 @@ def _decode_bundle(item: Pending, prefix: str) -> None:
     _accept(item, gateway, epoch, tuple(batches), b"".join(chunks), n_lines, key)
     item.part_errors = tuple(errors)
 
+
 def _accept(item: Pending, gateway: str, epoch: int, batches: tuple[SampleBatch, ...],
-        lines: bytes, n_lines: int, key: str) -> None:
+            lines: bytes, n_lines: int, key: str) -> None:
     item.gateway, item.epoch, item.batches = gateway, epoch, batches
     item.lines, item.n_lines, item.key = lines, n_lines, key
     item.site, item.first_seq = batches[0].stream.site, batches[0].first_seq

@@ -103,13 +103,9 @@ def split_bundle_key(key: str) -> list[tuple[str, int]]:
     return out
 
 
-
 def per_stream(key: str, n: int) -> list[tuple[str, int]]:
     """Return the (stream key, samples) of a record of ``n`` samples keyed ``key``."""
-    parts = split_bundle_key(key)
-    if len(parts) == 1 and parts[0][1] == 0:
-        return [(parts[0][0], n)]
-    return parts
+    return split_bundle_key(key) if "|" in key else [(key, n)]
 
 
 _LIVE = b'"historical":false'

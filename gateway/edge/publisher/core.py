@@ -331,7 +331,7 @@ class MqttPublisher:
                     total += moved
                     bundle = Bundle(bundle.max_bytes)
         if bundle.parts:
-            total += max(0, self._spool_bundle(bundle))
+            total += self._spool_bundle(bundle)
         return total
 
     def _spool_bundle(self, bundle: Bundle) -> int:
